@@ -1,1 +1,128 @@
-//! placeholder
+//! Channels: where a broker stores each accepted event until every matching
+//! trigger has had it delivered or dead-lettered. One trait, one implementation per
+//! backend (in-memory now; the embedded log, Kafka and NATS JetStream later), and
+//! one contract suite that every backend must pass.
+
+pub mod contract;
+pub mod memory;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cebus_events::Event;
+
+pub use memory::MemoryChannel;
+
+/// An accepted event plus the transport headers the ingress forwards to
+/// subscribers (`traceparent`, `tracestate`, `knative-*`, `x-request-id`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// The event, exactly as accepted.
+    pub event: Event,
+    /// Forwarded headers as (lowercase name, value).
+    pub headers: Vec<(String, String)>,
+}
+
+impl Envelope {
+    /// An envelope without forwarded headers.
+    pub fn new(event: Event) -> Envelope {
+        Envelope {
+            event,
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// One stored event as the consumer sees it.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Position in the channel; pass it to [`Channel::ack`] when done.
+    pub offset: u64,
+    /// The stored envelope, shared by every trigger's delivery without copies.
+    pub envelope: Arc<Envelope>,
+}
+
+/// Why a channel did not take or give an event.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ChannelError {
+    /// The channel holds as many unacknowledged events as it may; try later.
+    #[error("channel is full ({capacity} events awaiting delivery); retry after {retry_after:?}")]
+    Full {
+        /// Capacity of the channel.
+        capacity: usize,
+        /// Suggested wait before retrying.
+        retry_after: Duration,
+    },
+    /// A batch larger than the whole channel can never be stored.
+    #[error("batch of {len} events exceeds the channel capacity of {capacity}")]
+    BatchTooLarge {
+        /// Events in the batch.
+        len: usize,
+        /// Capacity of the channel.
+        capacity: usize,
+    },
+    /// The channel was closed (broker removed or shutting down).
+    #[error("channel is closed")]
+    Closed,
+}
+
+/// What every channel backend provides. A broker has one channel and one consumer
+/// (its fan-out loop); positions are acknowledged once every matching trigger is
+/// done with the event.
+pub trait Channel: Send + Sync {
+    /// Stores every event of `batch` or none of them. `Ok` means stored: for
+    /// durable backends, durably.
+    fn append(&self, batch: Vec<Envelope>)
+    -> impl Future<Output = Result<(), ChannelError>> + Send;
+
+    /// The next stored record, in append order; `None` once closed and drained.
+    fn recv(&self) -> impl Future<Output = Option<Record>> + Send;
+
+    /// Marks the record at `offset` delivered or dead-lettered for every trigger.
+    fn ack(&self, offset: u64);
+
+    /// Stops accepting appends; `recv` returns what is stored, then `None`.
+    fn close(&self);
+
+    /// Events stored and not yet acknowledged.
+    fn pending(&self) -> usize;
+}
+
+/// Enum dispatch over the backends, so brokers hold one concrete type.
+#[derive(Debug, Clone)]
+pub enum AnyChannel {
+    /// The bounded, best-effort in-memory channel.
+    Memory(Arc<MemoryChannel>),
+}
+
+impl Channel for AnyChannel {
+    async fn append(&self, batch: Vec<Envelope>) -> Result<(), ChannelError> {
+        match self {
+            AnyChannel::Memory(c) => c.append(batch).await,
+        }
+    }
+
+    async fn recv(&self) -> Option<Record> {
+        match self {
+            AnyChannel::Memory(c) => c.recv().await,
+        }
+    }
+
+    fn ack(&self, offset: u64) {
+        match self {
+            AnyChannel::Memory(c) => c.ack(offset),
+        }
+    }
+
+    fn close(&self) {
+        match self {
+            AnyChannel::Memory(c) => c.close(),
+        }
+    }
+
+    fn pending(&self) -> usize {
+        match self {
+            AnyChannel::Memory(c) => c.pending(),
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The channel contract: one scenario suite that every backend runs, so the
+//! broker can rely on the same behaviour whatever stores its events.
+
+use cebus_events::Event;
+
+use crate::{Channel, ChannelError, Envelope};
+
+fn envelope(id: &str) -> Envelope {
+    Envelope::new(Event::with_required(id, "/contract", "contract.test"))
+}
+
+async fn ids<C: Channel>(channel: &C, n: usize) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let r = channel.recv().await.expect("record");
+        out.push((r.offset, r.envelope.event.id().into_owned()));
+    }
+    out
+}
+
+/// Runs every scenario against fresh channels from `make(capacity)`.
+pub async fn run_all<C: Channel, F: Fn(usize) -> C>(make: F) {
+    appends_are_received_in_order(make(8)).await;
+    a_full_channel_rejects_and_ack_frees_room(make(2)).await;
+    batches_are_all_or_nothing(make(3)).await;
+    close_drains_then_ends(make(4)).await;
+    events_are_unchanged(make(4)).await;
+}
+
+/// Appended events come out in append order with increasing offsets.
+pub async fn appends_are_received_in_order<C: Channel>(c: C) {
+    c.append(vec![envelope("a")]).await.unwrap();
+    c.append(vec![envelope("b"), envelope("c")]).await.unwrap();
+    let got = ids(&c, 3).await;
+    let names: Vec<_> = got.iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    assert!(
+        got.windows(2).all(|w| w[0].0 < w[1].0),
+        "offsets increase: {got:?}"
+    );
+    assert_eq!(c.pending(), 3);
+}
+
+/// A full channel says so (never blocks, never drops); acking frees room.
+pub async fn a_full_channel_rejects_and_ack_frees_room<C: Channel>(c: C) {
+    c.append(vec![envelope("1"), envelope("2")]).await.unwrap();
+    let err = c.append(vec![envelope("3")]).await.unwrap_err();
+    assert!(matches!(err, ChannelError::Full { .. }), "{err:?}");
+    let got = ids(&c, 2).await;
+    c.ack(got[0].0);
+    c.append(vec![envelope("3")]).await.unwrap();
+    let got = ids(&c, 1).await;
+    assert_eq!(got[0].1, "3");
+}
+
+/// A batch is stored whole or not at all.
+pub async fn batches_are_all_or_nothing<C: Channel>(c: C) {
+    c.append(vec![envelope("x"), envelope("y")]).await.unwrap();
+    let err = c
+        .append(vec![envelope("p"), envelope("q")])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ChannelError::Full { .. }), "{err:?}");
+    assert_eq!(c.pending(), 2, "nothing of the rejected batch was stored");
+    let err = c
+        .append((0..4).map(|i| envelope(&i.to_string())).collect())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ChannelError::BatchTooLarge { .. }), "{err:?}");
+    c.append(vec![envelope("z")]).await.unwrap();
+    let names: Vec<_> = ids(&c, 3).await.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(names, ["x", "y", "z"]);
+}
+
+/// After close, appends fail, stored records still come out, then `None`.
+pub async fn close_drains_then_ends<C: Channel>(c: C) {
+    c.append(vec![envelope("last")]).await.unwrap();
+    c.close();
+    assert_eq!(
+        c.append(vec![envelope("late")]).await.unwrap_err(),
+        ChannelError::Closed
+    );
+    assert_eq!(ids(&c, 1).await[0].1, "last");
+    assert!(c.recv().await.is_none());
+}
+
+/// The stored event and headers are exactly what was appended.
+pub async fn events_are_unchanged<C: Channel>(c: C) {
+    let mut e = Event::with_required("id-1", "/src", "t");
+    e.set("time", "2020-01-01T00:00:00.000000001+01:00");
+    e.set("count", cebus_events::AttrValue::Integer(7));
+    e.set_data(Some(bytes::Bytes::from_static(b"\x00\xffraw")));
+    let env = Envelope {
+        event: e,
+        headers: vec![("traceparent".into(), "00-abc-def-01".into())],
+    };
+    c.append(vec![env.clone()]).await.unwrap();
+    let r = c.recv().await.unwrap();
+    assert_eq!(*r.envelope, env);
+}

@@ -1,0 +1,133 @@
+//! The in-memory channel: bounded and best-effort. Events live in process memory
+//! until acknowledged; a crash or restart loses them (use a durable channel when
+//! that matters). The bound is on unacknowledged events, so a lagging trigger
+//! eventually turns into 503 backpressure at ingress, never into unbounded memory.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Mutex, mpsc};
+
+use crate::{Channel, ChannelError, Envelope, Record};
+
+/// Default number of unacknowledged events a memory channel holds.
+pub const DEFAULT_CAPACITY: usize = 10_000;
+
+/// Suggested `Retry-After` when the channel is full.
+const FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Bounded in-memory channel with a single consumer.
+#[derive(Debug)]
+pub struct MemoryChannel {
+    capacity: usize,
+    /// Appended and not yet acknowledged; reserved before sending so the
+    /// unbounded queue below can never exceed `capacity`.
+    pending: AtomicUsize,
+    next_offset: AtomicU64,
+    closed: AtomicBool,
+    // The sender is dropped on close so `recv` ends after draining.
+    tx: std::sync::Mutex<Option<mpsc::UnboundedSender<Record>>>,
+    rx: Mutex<mpsc::UnboundedReceiver<Record>>,
+}
+
+impl MemoryChannel {
+    /// A channel holding at most `capacity` unacknowledged events (at least 1).
+    pub fn new(capacity: usize) -> MemoryChannel {
+        let (tx, rx) = mpsc::unbounded_channel();
+        MemoryChannel {
+            capacity: capacity.max(1),
+            pending: AtomicUsize::new(0),
+            next_offset: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            tx: std::sync::Mutex::new(Some(tx)),
+            rx: Mutex::new(rx),
+        }
+    }
+
+    /// Reserves room for `n` events, all or nothing.
+    fn reserve(&self, n: usize) -> Result<(), ChannelError> {
+        if n > self.capacity {
+            return Err(ChannelError::BatchTooLarge {
+                len: n,
+                capacity: self.capacity,
+            });
+        }
+        self.pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                (p + n <= self.capacity).then_some(p + n)
+            })
+            .map(|_| ())
+            .map_err(|_| ChannelError::Full {
+                capacity: self.capacity,
+                retry_after: FULL_RETRY_AFTER,
+            })
+    }
+}
+
+impl Default for MemoryChannel {
+    fn default() -> Self {
+        MemoryChannel::new(DEFAULT_CAPACITY)
+    }
+}
+
+impl Channel for MemoryChannel {
+    async fn append(&self, batch: Vec<Envelope>) -> Result<(), ChannelError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(ChannelError::Closed);
+        }
+        let n = batch.len();
+        self.reserve(n)?;
+        let guard = self.tx.lock().expect("memory channel sender lock poisoned");
+        let Some(tx) = guard.as_ref() else {
+            self.pending.fetch_sub(n, Ordering::AcqRel);
+            return Err(ChannelError::Closed);
+        };
+        // Offsets are taken under the sender lock so the queue order is offset order.
+        for envelope in batch {
+            let offset = self.next_offset.fetch_add(1, Ordering::Relaxed);
+            let record = Record {
+                offset,
+                envelope: Arc::new(envelope),
+            };
+            if tx.send(record).is_err() {
+                // The receiver only goes away with the channel itself.
+                return Err(ChannelError::Closed);
+            }
+        }
+        Ok(())
+    }
+
+    async fn recv(&self) -> Option<Record> {
+        self.rx.lock().await.recv().await
+    }
+
+    fn ack(&self, _offset: u64) {
+        // In memory there is nothing to commit: acknowledging frees capacity.
+        let _ = self
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| p.checked_sub(1));
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.tx
+            .lock()
+            .expect("memory channel sender lock poisoned")
+            .take();
+    }
+
+    fn pending(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_channel_passes_the_contract() {
+        crate::contract::run_all(|capacity| MemoryChannel::new(capacity)).await;
+    }
+}
