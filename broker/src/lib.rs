@@ -1,1 +1,14 @@
-//! placeholder
+//! The broker data plane: ingress, per-trigger dispatchers (delivery, retries,
+//! dead-letter sink, replies), the broker runtime and config reload.
+
+pub mod deliver;
+pub mod ingress;
+pub mod metrics;
+pub mod plan;
+pub mod runtime;
+pub mod server;
+pub mod time;
+
+pub use plan::{Plan, PlanOptions};
+pub use runtime::Limits;
+pub use server::{Server, ServerOptions, StartError, load_plan};

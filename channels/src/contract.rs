@@ -93,6 +93,7 @@ pub async fn events_are_unchanged<C: Channel>(c: C) {
     let env = Envelope {
         event: e,
         headers: vec![("traceparent".into(), "00-abc-def-01".into())],
+        ttl: 17,
     };
     c.append(vec![env.clone()]).await.unwrap();
     let r = c.recv().await.unwrap();

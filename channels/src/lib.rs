@@ -13,6 +13,9 @@ use cebus_events::Event;
 
 pub use memory::MemoryChannel;
 
+/// Hop budget of an event that enters a broker without `knativebrokerttl`.
+pub const DEFAULT_TTL: u32 = 255;
+
 /// An accepted event plus the transport headers the ingress forwards to
 /// subscribers (`traceparent`, `tracestate`, `knative-*`, `x-request-id`).
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +24,9 @@ pub struct Envelope {
     pub event: Event,
     /// Forwarded headers as (lowercase name, value).
     pub headers: Vec<(String, String)>,
+    /// Remaining broker hops (`knativebrokerttl`). Kept out of the event so it is
+    /// never delivered to subscribers, and carried onto their replies.
+    pub ttl: u32,
 }
 
 impl Envelope {
@@ -29,6 +35,7 @@ impl Envelope {
         Envelope {
             event,
             headers: Vec::new(),
+            ttl: DEFAULT_TTL,
         }
     }
 }

@@ -1,1 +1,177 @@
-fn main() {}
+//! `cebus`: run brokers and triggers from Knative YAML, send events, validate a
+//! config, and display received events.
+
+mod display;
+mod send;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// CloudEvents broker and trigger router: Knative Eventing in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "cebus", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the brokers and triggers defined in Knative YAML.
+    Run(RunArgs),
+    /// Send one CloudEvent to a URL and print the response.
+    Send(send::SendArgs),
+    /// Load and validate Knative YAML; print brokers, triggers and where each delivers.
+    Validate {
+        /// A YAML file or a directory of `*.yaml`/`*.yml` files.
+        #[arg(short = 'f', long = "file")]
+        path: PathBuf,
+    },
+    /// Run an event-display sink that prints every CloudEvent it receives.
+    Display(display::DisplayArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// A YAML file or a directory of `*.yaml`/`*.yml` files (watched for changes).
+    #[arg(short = 'f', long = "file")]
+    path: PathBuf,
+    /// Ingress listen address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Largest accepted request body per broker, in bytes (a broker's
+    /// `cebus.dev/max-event-size` annotation overrides it).
+    #[arg(long, default_value_t = 1 << 20)]
+    max_event_size: usize,
+    /// Unacknowledged events a broker holds before answering 503.
+    #[arg(long, default_value_t = 10_000)]
+    channel_capacity: usize,
+    /// Concurrent deliveries per trigger.
+    #[arg(long, default_value_t = 100)]
+    max_in_flight: usize,
+    /// Time limit of a delivery attempt when the trigger sets no `delivery.timeout`, in seconds.
+    #[arg(long, default_value_t = 60)]
+    default_timeout_secs: u64,
+    /// On SIGTERM or ctrl-c, how long to wait for in-flight deliveries, in seconds.
+    #[arg(long, default_value_t = 30)]
+    drain_secs: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_telemetry();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Run(args) => run(args).await,
+            Command::Send(args) => send::send(args).await,
+            Command::Validate { path } => validate(&path),
+            Command::Display(args) => display::display(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_telemetry() {
+    // One TLS stack for the whole binary: rustls with ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mut opts = cebus_broker::ServerOptions::new(args.addr, args.path);
+    opts.max_event_size = args.max_event_size;
+    opts.limits.channel_capacity = args.channel_capacity;
+    opts.limits.max_in_flight_per_trigger = args.max_in_flight;
+    opts.limits.default_timeout = Duration::from_secs(args.default_timeout_secs);
+    let server = match cebus_broker::Server::start(opts).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    println!("cebus listening on http://{}", server.local_addr());
+    for url in server.ingress_urls() {
+        println!("broker ingress: {url}");
+    }
+    shutdown_signal().await;
+    eprintln!(
+        "shutting down: draining in-flight deliveries (up to {}s)",
+        args.drain_secs
+    );
+    let drained = server.shutdown(Duration::from_secs(args.drain_secs)).await;
+    if !drained {
+        eprintln!("drain deadline passed; exiting with deliveries still in flight");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn validate(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let opts = cebus_broker::PlanOptions {
+        ingress_base: "http://127.0.0.1:8080".into(),
+        max_event_size: 1 << 20,
+    };
+    match cebus_broker::load_plan(path, &opts) {
+        Ok(plan) => {
+            for broker in plan.brokers.values() {
+                println!(
+                    "Broker {} (ingress {}/{})",
+                    broker.key(),
+                    opts.ingress_base,
+                    broker.key()
+                );
+                for t in broker.triggers.values() {
+                    let dls = t
+                        .dead_letter_sink
+                        .as_deref()
+                        .map(|d| format!(", dead letters to {d}"))
+                        .unwrap_or_default();
+                    println!(
+                        "  Trigger {}/{} -> {}{dls}",
+                        t.namespace, t.name, t.subscriber
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            eprintln!("{}", cebus_broker::server::format_errors(&errors));
+            eprintln!("{} error(s)", errors.len());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! Delivery of one event to one trigger's subscriber: attempts, backoff,
+//! Retry-After, per-attempt timeout, replies and the dead-letter sink. The
+//! decisions come from `cebus_triggers` (pure); this file only sends and waits.
+
+use std::sync::Weak;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use cebus_api::DeliveryFormat;
+use cebus_channels::Envelope;
+use cebus_events::Event;
+use cebus_events::http::{Decoded, decode, encode_binary, encode_structured};
+use cebus_triggers::{AttemptOutcome, DeliveryPolicy, ReplyDecision};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::metrics::{DeliveryOutcome, TriggerCounters};
+use crate::plan::TriggerPlan;
+use crate::runtime::{BrokerRuntime, IngestError};
+
+/// `Prefer: reply`, which Knative sends to subscribers.
+const PREFER: HeaderName = HeaderName::from_static("prefer");
+/// Namespace of the trigger, which Knative sends as `Kn-Namespace`.
+const KN_NAMESPACE: HeaderName = HeaderName::from_static("kn-namespace");
+/// How much of an error response body is kept for `knativeerrordata`.
+const ERROR_BODY_KEEP: usize = 1024;
+
+/// What a delivery needs besides the event and the plan.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// Pooled HTTP client.
+    pub client: reqwest::Client,
+    /// The broker replies re-enter.
+    pub broker: Weak<BrokerRuntime>,
+    /// The trigger's counters.
+    pub counters: TriggerCounters,
+    /// Attempt time limit when the policy sets none.
+    pub default_timeout: Duration,
+}
+
+/// The last failed attempt, kept for the dead-letter extensions.
+#[derive(Debug, Default)]
+struct Failure {
+    status: Option<u16>,
+    body: Bytes,
+}
+
+/// What one HTTP attempt came back with.
+struct Response {
+    status: u16,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// Delivers `envelope` for the trigger `plan`; on give-up, dead-letters it.
+pub async fn deliver(envelope: &Envelope, plan: &TriggerPlan, ctx: &Ctx) -> DeliveryOutcome {
+    let request = Request::build(&envelope.event, envelope, plan);
+    let failure = match send(
+        &request,
+        &plan.subscriber,
+        &plan.policy,
+        ctx,
+        Some((envelope, plan)),
+    )
+    .await
+    {
+        Ok(()) => return DeliveryOutcome::Delivered,
+        Err(f) => f,
+    };
+    let Some(dls) = plan.dead_letter_sink.as_deref() else {
+        tracing::warn!(
+            trigger = %plan.name, namespace = %plan.namespace, id = %envelope.event.id(),
+            subscriber = %plan.subscriber, status = ?failure.status,
+            "delivery failed and the trigger has no dead-letter sink; event dropped"
+        );
+        return DeliveryOutcome::DroppedNoDls;
+    };
+    let dead = cebus_triggers::dead_letter_event(
+        &envelope.event,
+        &plan.subscriber,
+        failure.status,
+        &failure.body[..failure.body.len().min(ERROR_BODY_KEEP)],
+    );
+    let request = Request::build(&dead, envelope, plan);
+    match send(&request, dls, &plan.policy, ctx, None).await {
+        Ok(()) => {
+            tracing::info!(trigger = %plan.name, id = %envelope.event.id(), dls, "event dead-lettered");
+            DeliveryOutcome::DeadLettered
+        }
+        Err(f) => {
+            tracing::error!(
+                trigger = %plan.name, namespace = %plan.namespace, id = %envelope.event.id(),
+                dls, status = ?f.status, "dead-letter sink failed too; event dropped"
+            );
+            DeliveryOutcome::DroppedDlsFailed
+        }
+    }
+}
+
+/// An encoded request, reused by every attempt.
+struct Request {
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Request {
+    fn build(event: &Event, envelope: &Envelope, plan: &TriggerPlan) -> Request {
+        let mut headers = HeaderMap::new();
+        let body = match plan.policy.format {
+            DeliveryFormat::Json => encode_structured(event, &mut headers),
+            DeliveryFormat::Binary => encode_binary(event, &mut headers),
+        };
+        headers.insert(PREFER, HeaderValue::from_static("reply"));
+        if let Ok(ns) = HeaderValue::from_str(&plan.namespace) {
+            headers.insert(KN_NAMESPACE, ns);
+        }
+        for (name, value) in &envelope.headers {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                headers.append(n, v);
+            }
+        }
+        Request { headers, body }
+    }
+}
+
+/// Sends with retries. With `reply` set, a reply event in the response re-enters
+/// the broker (and a body that is not a CloudEvent fails the attempt).
+async fn send(
+    request: &Request,
+    url: &str,
+    policy: &DeliveryPolicy,
+    ctx: &Ctx,
+    reply: Option<(&Envelope, &TriggerPlan)>,
+) -> Result<(), Failure> {
+    let timeout = policy.timeout.unwrap_or(ctx.default_timeout);
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
+        ctx.counters.attempts.inc();
+        let (outcome, failure, retry_after) = match attempt_once(ctx, request, url, timeout).await {
+            Ok(resp) if (200..300).contains(&resp.status) => {
+                let Some((envelope, plan)) = reply else {
+                    return Ok(());
+                };
+                match handle_reply(resp, envelope, plan, ctx).await {
+                    Ok(()) => return Ok(()),
+                    // A failed reply counts as a failed attempt; it is retried like
+                    // a transport error and reported with the subscriber's status.
+                    Err(f) => (AttemptOutcome::Transport, f, None),
+                }
+            }
+            Ok(resp) => {
+                let retry_after = resp
+                    .headers
+                    .get(http::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(cebus_triggers::parse_retry_after);
+                (
+                    AttemptOutcome::Status(resp.status),
+                    Failure {
+                        status: Some(resp.status),
+                        body: resp.body,
+                    },
+                    retry_after,
+                )
+            }
+            Err(outcome) => (outcome, Failure::default(), None),
+        };
+        tracing::debug!(url, attempt, ?outcome, "delivery attempt failed");
+        match cebus_triggers::next_delay(
+            policy,
+            attempt,
+            &outcome,
+            retry_after.as_ref(),
+            SystemTime::now(),
+        ) {
+            Some(delay) => tokio::time::sleep(delay).await,
+            None => return Err(failure),
+        }
+    }
+}
+
+async fn attempt_once(
+    ctx: &Ctx,
+    request: &Request,
+    url: &str,
+    timeout: Duration,
+) -> Result<Response, AttemptOutcome> {
+    let classify = |e: reqwest::Error| {
+        if e.is_timeout() {
+            AttemptOutcome::Timeout
+        } else {
+            AttemptOutcome::Transport
+        }
+    };
+    let work = async {
+        let mut resp = ctx
+            .client
+            .post(url)
+            .headers(request.headers.clone())
+            .body(request.body.clone())
+            .send()
+            .await
+            .map_err(classify)?;
+        let status = resp.status().as_u16();
+        let headers = std::mem::take(resp.headers_mut());
+        // Read at most what a reply may hold; the rest is not needed.
+        let limit = ctx
+            .broker
+            .upgrade()
+            .map_or(1 << 20, |b| b.settings().max_event_size);
+        let mut body = BytesMut::new();
+        while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+            if body.len() + chunk.len() > limit {
+                body.extend_from_slice(&chunk[..limit - body.len()]);
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Response {
+            status,
+            headers,
+            body: body.freeze(),
+        })
+    };
+    // The outer timeout bounds the whole attempt, body included.
+    tokio::time::timeout(timeout, work)
+        .await
+        .unwrap_or(Err(AttemptOutcome::Timeout))
+}
+
+async fn handle_reply(
+    resp: Response,
+    envelope: &Envelope,
+    plan: &TriggerPlan,
+    ctx: &Ctx,
+) -> Result<(), Failure> {
+    let has_ce = resp.headers.contains_key("ce-specversion")
+        || resp
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                ct.to_ascii_lowercase()
+                    .starts_with("application/cloudevents")
+            });
+    let failure = |resp: &Response| Failure {
+        status: Some(resp.status),
+        body: resp.body.clone(),
+    };
+    match cebus_triggers::classify_reply(resp.status, !resp.body.is_empty() || has_ce, has_ce) {
+        ReplyDecision::Done => Ok(()),
+        ReplyDecision::Invalid if plan.ignore_invalid_reply => Ok(()),
+        ReplyDecision::Invalid => {
+            tracing::warn!(trigger = %plan.name, status = resp.status, "subscriber replied with a body that is not a CloudEvent");
+            Err(failure(&resp))
+        }
+        ReplyDecision::Reply => {
+            let event = match decode(&resp.headers, resp.body.clone()) {
+                Ok(Decoded::Single(e)) => e,
+                Ok(Decoded::Batch(_)) | Err(_) => {
+                    if plan.ignore_invalid_reply {
+                        return Ok(());
+                    }
+                    tracing::warn!(trigger = %plan.name, "subscriber replied with an invalid CloudEvent");
+                    return Err(failure(&resp));
+                }
+            };
+            if let Err(e) = cebus_events::validate(&event) {
+                if plan.ignore_invalid_reply {
+                    return Ok(());
+                }
+                tracing::warn!(trigger = %plan.name, error = %e, "subscriber replied with an invalid CloudEvent");
+                return Err(failure(&resp));
+            }
+            let Some(broker) = ctx.broker.upgrade() else {
+                return Err(failure(&resp));
+            };
+            let ttl = Some(envelope.ttl.to_string());
+            match broker
+                .ingest(vec![(event, ttl, envelope.headers.clone())])
+                .await
+            {
+                Ok(()) => {
+                    ctx.counters.replies.inc();
+                    Ok(())
+                }
+                Err(IngestError::Ttl { message, .. }) => {
+                    // Knative drops a reply whose hop budget is spent: this ends loops.
+                    tracing::warn!(trigger = %plan.name, %message, "reply dropped: knativebrokerttl exhausted");
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::warn!(trigger = %plan.name, error = %e, "reply could not re-enter the broker");
+                    Err(Failure {
+                        status: Some(resp.status),
+                        body: resp.body,
+                    })
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! Broker ingress: one HTTP listener for every broker at `POST /<namespace>/<broker>`,
+//! plus `/healthz`, `/readyz` and `/metrics`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use bytes::Bytes;
+use cebus_channels::ChannelError;
+use cebus_events::attr;
+use cebus_events::http::{Decoded, decode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use prometheus_client::registry::Registry as PromRegistry;
+
+use crate::runtime::{IngestError, Registry};
+
+/// Methods the broker endpoint allows.
+const ALLOW: &str = "POST, OPTIONS";
+
+/// State shared by the ingress handlers.
+#[derive(Clone)]
+pub struct Ingress {
+    /// The running brokers.
+    pub registry: Arc<Registry>,
+    /// Metrics registry for `/metrics`.
+    pub prometheus: Arc<PromRegistry>,
+}
+
+/// The ingress router.
+pub fn router(state: Ingress) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/{namespace}/{broker}", any(broker_endpoint))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<Ingress>) -> Response {
+    if state.registry.is_ready() {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "config not applied yet").into_response()
+    }
+}
+
+async fn metrics(State(state): State<Ingress>) -> Response {
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, &state.prometheus).is_err() {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}
+
+/// A JSON error body: `{"error": ..., "attribute": ..., "index": ...}`.
+fn error(
+    status: StatusCode,
+    message: &str,
+    attribute: Option<&str>,
+    index: Option<usize>,
+) -> Response {
+    let mut body = serde_json::json!({ "error": message });
+    if let Some(a) = attribute {
+        body["attribute"] = a.into();
+    }
+    if let Some(i) = index {
+        body["index"] = i.into();
+    }
+    (status, axum::Json(body)).into_response()
+}
+
+/// Whether an incoming header travels with the event to subscribers.
+fn forwarded(name: &str) -> bool {
+    name == "traceparent"
+        || name == "tracestate"
+        || name == "x-request-id"
+        || name.starts_with("knative-")
+}
+
+fn forwarded_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(n, _)| forwarded(n.as_str()))
+        .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect()
+}
+
+async fn broker_endpoint(
+    State(state): State<Ingress>,
+    Path((namespace, name)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    match *request.method() {
+        Method::POST => {}
+        Method::OPTIONS => {
+            return (
+                StatusCode::OK,
+                [(header::ALLOW, HeaderValue::from_static(ALLOW))],
+            )
+                .into_response();
+        }
+        _ => {
+            let mut r = error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!(
+                    "method {} not allowed; send events with POST",
+                    request.method()
+                ),
+                None,
+                None,
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
+            return r;
+        }
+    }
+    let Some(broker) = state.registry.get(&namespace, &name) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("no broker {namespace}/{name}"),
+            None,
+            None,
+        );
+    };
+    let limit = broker.settings().max_event_size;
+    let counters = broker.counters();
+    let (parts, body) = request.into_parts();
+    let body = match read_body(body, limit).await {
+        Ok(b) => b,
+        Err(status) => {
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                counters.too_large.inc();
+                return error(
+                    status,
+                    &format!("request body exceeds the broker's limit of {limit} bytes"),
+                    None,
+                    None,
+                );
+            }
+            return error(status, "could not read the request body", None, None);
+        }
+    };
+    let events = match decode(&parts.headers, body) {
+        Ok(Decoded::Single(e)) => vec![e],
+        Ok(Decoded::Batch(es)) => es,
+        Err(e) => {
+            counters.invalid.inc();
+            return error(
+                StatusCode::BAD_REQUEST,
+                &e.to_string(),
+                e.attribute(),
+                e.index(),
+            );
+        }
+    };
+    let n = events.len() as u64;
+    let headers = forwarded_headers(&parts.headers);
+    let mut batch = Vec::with_capacity(events.len());
+    for (index, mut event) in events.into_iter().enumerate() {
+        if let Err(e) = cebus_events::validate(&event) {
+            counters.invalid.inc_by(n);
+            let index = (n > 1 || is_batch(&parts.headers)).then_some(index);
+            return error(
+                StatusCode::BAD_REQUEST,
+                &e.to_string(),
+                e.attribute(),
+                index,
+            );
+        }
+        let ttl = event
+            .remove(attr::KNATIVE_BROKER_TTL)
+            .map(|v| v.as_str().into_owned());
+        batch.push((event, ttl, headers.clone()));
+    }
+    if batch.is_empty() {
+        return StatusCode::ACCEPTED.into_response();
+    }
+    match broker.ingest(batch).await {
+        Ok(()) => {
+            counters.accepted.inc_by(n);
+            StatusCode::ACCEPTED.into_response()
+        }
+        Err(IngestError::Ttl { index, message }) => {
+            counters.ttl_exhausted.inc_by(n);
+            let index = is_batch(&parts.headers).then_some(index);
+            error(
+                StatusCode::BAD_REQUEST,
+                &message,
+                Some(attr::KNATIVE_BROKER_TTL),
+                index,
+            )
+        }
+        Err(IngestError::Channel(ChannelError::Full { retry_after, .. })) => {
+            counters.backpressure.inc_by(n);
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "broker is at capacity; retry later",
+                None,
+                None,
+            );
+            let secs = retry_after.as_secs().max(1).to_string();
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_str(&secs).unwrap_or(HeaderValue::from_static("1")),
+            );
+            r
+        }
+        Err(IngestError::Channel(e @ ChannelError::BatchTooLarge { .. })) => {
+            counters.too_large.inc_by(n);
+            error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string(), None, None)
+        }
+        Err(IngestError::Channel(ChannelError::Closed)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "broker is shutting down",
+            None,
+            None,
+        ),
+    }
+}
+
+fn is_batch(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.to_ascii_lowercase()
+                .starts_with("application/cloudevents-batch+json")
+        })
+}
+
+/// Reads at most `limit` bytes; more is 413 (checked on `Content-Length` first,
+/// then while reading, so a lying or absent length cannot get past the bound).
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, StatusCode> {
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(StatusCode::PAYLOAD_TOO_LARGE)
+        }
+        Err(_) => Err(StatusCode::BAD_REQUEST),
+    }
+}

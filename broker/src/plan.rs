@@ -1,0 +1,177 @@
+//! The plan: a validated config turned into what the runtime needs — resolved
+//! URLs, merged delivery policies and compiled filters. Pure, so the reload logic
+//! can diff two plans and the CLI's `validate` can print one.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use cebus_api::{Config, ConfigError, Located};
+use cebus_triggers::{DeliveryPolicy, Filter};
+
+/// Settings that turn a config into a plan.
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    /// Base URL of this process's ingress, for `ref`s to Brokers.
+    pub ingress_base: String,
+    /// Largest request body a broker accepts unless its annotation says otherwise.
+    pub max_event_size: usize,
+}
+
+/// One broker: `namespace/name` plus its settings and triggers.
+#[derive(Debug, Clone)]
+pub struct BrokerPlan {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Hop budget given to events that arrive without `knativebrokerttl`.
+    pub max_ttl: u32,
+    /// Largest accepted request body, in bytes.
+    pub max_event_size: usize,
+    /// Triggers by name.
+    pub triggers: BTreeMap<String, Arc<TriggerPlan>>,
+}
+
+impl BrokerPlan {
+    /// `namespace/name`, the registry key and the ingress path.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// One trigger, ready to dispatch.
+#[derive(Debug)]
+pub struct TriggerPlan {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// The compiled filter.
+    pub filter: Filter,
+    /// Resolved subscriber URL.
+    pub subscriber: String,
+    /// Resolved dead-letter sink URL.
+    pub dead_letter_sink: Option<String>,
+    /// Retries, backoff, timeout and format, trigger merged over broker.
+    pub policy: DeliveryPolicy,
+    /// Whether a non-CloudEvent reply body counts as success.
+    pub ignore_invalid_reply: bool,
+    /// Everything the trigger's behaviour derives from, to detect changes.
+    pub fingerprint: String,
+}
+
+/// A whole config as the runtime applies it: brokers by `namespace/name`.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Brokers by key.
+    pub brokers: BTreeMap<String, BrokerPlan>,
+}
+
+fn object_error<T>(
+    loc: &Located<T>,
+    kind: &str,
+    ns: &str,
+    name: &str,
+    field: &str,
+    message: String,
+) -> ConfigError {
+    ConfigError {
+        file: loc.file.clone(),
+        object: Some(format!("{kind} {ns}/{name}")),
+        field: Some(field.to_owned()),
+        message,
+    }
+}
+
+/// Builds the plan for a validated config; errors name file, object and field.
+pub fn plan(config: &Config, opts: &PlanOptions) -> Result<Plan, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let mut brokers = BTreeMap::new();
+    for loc in &config.brokers {
+        let b = &loc.object;
+        let plan = BrokerPlan {
+            namespace: b.metadata.namespace().to_owned(),
+            name: b.metadata.name.clone(),
+            max_ttl: cebus_api::broker_ttl(b),
+            max_event_size: cebus_api::max_event_size(b, opts.max_event_size),
+            triggers: BTreeMap::new(),
+        };
+        brokers.insert(plan.key(), (loc, plan));
+    }
+    for loc in &config.triggers {
+        let t = &loc.object;
+        let ns = t.metadata.namespace();
+        let name = t.metadata.name.as_str();
+        let err =
+            |field: &str, message: String| object_error(loc, "Trigger", ns, name, field, message);
+        let Some((broker_loc, broker)) = brokers.get_mut(&format!("{ns}/{}", t.spec.broker)) else {
+            errors.push(err(
+                "spec.broker",
+                format!("no Broker {ns}/{} in the config", t.spec.broker),
+            ));
+            continue;
+        };
+        let broker_delivery = broker_loc.object.spec.delivery.as_ref();
+        let merged = cebus_triggers::merge(t.spec.delivery.as_ref(), broker_delivery);
+        let filter = match Filter::compile(&t.spec) {
+            Ok(f) => f,
+            Err(e) => {
+                errors.push(err("spec.filters", e.to_string()));
+                continue;
+            }
+        };
+        let subscriber =
+            match cebus_api::resolve_destination(&t.spec.subscriber, ns, &opts.ingress_base) {
+                Ok(u) => u,
+                Err(e) => {
+                    errors.push(err("spec.subscriber", e));
+                    continue;
+                }
+            };
+        let dead_letter_sink = match merged.dead_letter_sink.as_ref() {
+            None => None,
+            Some(d) => match cebus_api::resolve_destination(d, ns, &opts.ingress_base) {
+                Ok(u) => Some(u),
+                Err(e) => {
+                    errors.push(err("spec.delivery.deadLetterSink", e));
+                    continue;
+                }
+            },
+        };
+        let policy = match DeliveryPolicy::from_spec(&merged) {
+            Ok(p) => p,
+            Err(e) => {
+                errors.push(err("spec.delivery", e.to_string()));
+                continue;
+            }
+        };
+        let ignore_invalid_reply = cebus_api::ignores_invalid_reply(t);
+        let fingerprint = serde_json::json!({
+            "spec": t.spec,
+            "merged": merged,
+            "subscriber": subscriber,
+            "dls": dead_letter_sink,
+            "ignoreInvalidReply": ignore_invalid_reply,
+        })
+        .to_string();
+        broker.triggers.insert(
+            name.to_owned(),
+            Arc::new(TriggerPlan {
+                namespace: ns.to_owned(),
+                name: name.to_owned(),
+                filter,
+                subscriber,
+                dead_letter_sink,
+                policy,
+                ignore_invalid_reply,
+                fingerprint,
+            }),
+        );
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Plan {
+        brokers: brokers.into_iter().map(|(k, (_, p))| (k, p)).collect(),
+    })
+}

@@ -1,0 +1,400 @@
+//! The running brokers: one channel, one fan-out loop and one dispatcher per
+//! trigger each. Config changes are applied one trigger at a time; untouched
+//! triggers keep their queues and in-flight deliveries.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use cebus_channels::{AnyChannel, Channel, ChannelError, Envelope, MemoryChannel};
+use cebus_events::{Event, attr};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::task::TaskTracker;
+
+use crate::deliver;
+use crate::metrics::{BrokerCounters, Metrics, TriggerCounters};
+use crate::plan::{BrokerPlan, Plan, TriggerPlan};
+use crate::time::rfc3339;
+
+/// Process-wide limits of the data plane.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Unacknowledged events per broker channel (beyond it: 503).
+    pub channel_capacity: usize,
+    /// Concurrent deliveries per trigger.
+    pub max_in_flight_per_trigger: usize,
+    /// Time limit of an attempt when the delivery spec sets no `timeout`.
+    pub default_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            channel_capacity: cebus_channels::memory::DEFAULT_CAPACITY,
+            max_in_flight_per_trigger: 100,
+            default_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What every broker shares: the HTTP client pool, metrics, task tracker, limits.
+#[derive(Debug)]
+pub struct Shared {
+    /// Pooled keep-alive client for subscribers and dead-letter sinks.
+    pub client: reqwest::Client,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Every fan-out loop, dispatcher and delivery, so shutdown can drain them.
+    pub tasks: TaskTracker,
+    /// Limits.
+    pub limits: Limits,
+}
+
+/// Why ingest refused events.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// `knativebrokerttl` unparsable or exhausted, for the event at `index`.
+    #[error("event {index}: {message}")]
+    Ttl {
+        /// Position in the batch.
+        index: usize,
+        /// What was wrong.
+        message: String,
+    },
+    /// The channel refused the batch.
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+}
+
+/// Broker settings that can change without replacing the broker.
+#[derive(Debug, Clone)]
+pub struct BrokerSettings {
+    /// Hop budget for events without `knativebrokerttl`.
+    pub max_ttl: u32,
+    /// Largest accepted request body.
+    pub max_event_size: usize,
+}
+
+/// A running broker.
+#[derive(Debug)]
+pub struct BrokerRuntime {
+    /// `namespace/name`.
+    pub key: String,
+    /// Namespace.
+    pub namespace: String,
+    settings: ArcSwap<BrokerSettings>,
+    channel: AnyChannel,
+    /// The matcher's view: read once per event, replaced on every trigger change.
+    triggers: ArcSwap<Vec<Arc<TriggerRuntime>>>,
+    /// Control-plane index of the same triggers (never touched per event).
+    by_name: Mutex<BTreeMap<String, Arc<TriggerRuntime>>>,
+    counters: BrokerCounters,
+    shared: Arc<Shared>,
+}
+
+/// A running trigger: its current plan and the sending end of its queue.
+#[derive(Debug)]
+pub struct TriggerRuntime {
+    plan: Arc<ArcSwap<TriggerPlan>>,
+    // Unbounded in type, bounded in fact: every queued item is an unacknowledged
+    // channel record, and the channel holds at most `channel_capacity` of those.
+    tx: mpsc::UnboundedSender<Work>,
+}
+
+/// One event for one trigger.
+#[derive(Debug)]
+struct Work {
+    envelope: Arc<Envelope>,
+    ack: Arc<AckTracker>,
+}
+
+/// Acknowledges a channel record once every matching trigger is done with it.
+#[derive(Debug)]
+struct AckTracker {
+    remaining: AtomicUsize,
+    offset: u64,
+    channel: AnyChannel,
+}
+
+impl AckTracker {
+    fn done(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.channel.ack(self.offset);
+        }
+    }
+}
+
+impl BrokerRuntime {
+    fn start(plan: &BrokerPlan, shared: Arc<Shared>) -> Arc<BrokerRuntime> {
+        let key = plan.key();
+        let broker = Arc::new(BrokerRuntime {
+            counters: shared.metrics.broker(&key),
+            key,
+            namespace: plan.namespace.clone(),
+            settings: ArcSwap::from_pointee(BrokerSettings {
+                max_ttl: plan.max_ttl,
+                max_event_size: plan.max_event_size,
+            }),
+            channel: AnyChannel::Memory(Arc::new(MemoryChannel::new(
+                shared.limits.channel_capacity,
+            ))),
+            triggers: ArcSwap::from_pointee(Vec::new()),
+            by_name: Mutex::new(BTreeMap::new()),
+            shared: shared.clone(),
+        });
+        shared.tasks.spawn(fan_out(broker.clone()));
+        broker
+    }
+
+    /// Current settings.
+    pub fn settings(&self) -> Arc<BrokerSettings> {
+        self.settings.load_full()
+    }
+
+    /// Ingress counters.
+    pub fn counters(&self) -> &BrokerCounters {
+        &self.counters
+    }
+
+    /// Validated events in, stored or refused as a whole. `ttl` of each is the
+    /// incoming `knativebrokerttl` (absent for new events); it is decremented here.
+    pub async fn ingest(
+        &self,
+        events: Vec<(Event, Option<String>, Vec<(String, String)>)>,
+    ) -> Result<(), IngestError> {
+        let settings = self.settings.load();
+        let arrival = rfc3339(SystemTime::now());
+        let mut batch = Vec::with_capacity(events.len());
+        for (index, (mut event, ttl, headers)) in events.into_iter().enumerate() {
+            let ttl =
+                cebus_triggers::ttl_on_ingress(ttl.as_deref(), settings.max_ttl).map_err(|e| {
+                    IngestError::Ttl {
+                        index,
+                        message: e.to_string(),
+                    }
+                })?;
+            event.set(attr::KNATIVE_ARRIVAL_TIME, arrival.as_str());
+            batch.push(Envelope {
+                event,
+                headers,
+                ttl,
+            });
+        }
+        self.channel.append(batch).await?;
+        Ok(())
+    }
+
+    fn apply(self: &Arc<Self>, plan: &BrokerPlan) {
+        self.settings.store(Arc::new(BrokerSettings {
+            max_ttl: plan.max_ttl,
+            max_event_size: plan.max_event_size,
+        }));
+        let mut by_name = self.by_name.lock().expect("trigger index lock poisoned");
+        let removed: Vec<String> = by_name
+            .keys()
+            .filter(|name| !plan.triggers.contains_key(*name))
+            .cloned()
+            .collect();
+        for name in removed {
+            by_name.remove(&name);
+            self.publish(&by_name);
+            tracing::info!(broker = %self.key, trigger = %name, "trigger removed");
+        }
+        for (name, tp) in &plan.triggers {
+            match by_name.get(name) {
+                Some(t) if t.plan.load().fingerprint == tp.fingerprint => {}
+                Some(t) => {
+                    // Same queue, same in-flight deliveries; new filter and policy.
+                    t.plan.store(tp.clone());
+                    tracing::info!(broker = %self.key, trigger = %name, "trigger updated");
+                }
+                None => {
+                    let t = self.start_trigger(tp.clone());
+                    by_name.insert(name.clone(), t);
+                    self.publish(&by_name);
+                    tracing::info!(broker = %self.key, trigger = %name, subscriber = %tp.subscriber, "trigger added");
+                }
+            }
+        }
+    }
+
+    fn publish(&self, by_name: &BTreeMap<String, Arc<TriggerRuntime>>) {
+        self.triggers
+            .store(Arc::new(by_name.values().cloned().collect()));
+    }
+
+    fn start_trigger(self: &Arc<Self>, plan: Arc<TriggerPlan>) -> Arc<TriggerRuntime> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let plan = Arc::new(ArcSwap::new(plan));
+        let counters = self.shared.metrics.trigger(&self.key, &plan.load().name);
+        self.shared.tasks.spawn(dispatch(
+            rx,
+            plan.clone(),
+            Arc::downgrade(self),
+            self.shared.clone(),
+            counters,
+        ));
+        Arc::new(TriggerRuntime { plan, tx })
+    }
+
+    fn stop(&self) {
+        self.channel.close();
+    }
+
+    /// Events stored and not yet delivered or dead-lettered everywhere.
+    pub fn pending(&self) -> usize {
+        self.channel.pending()
+    }
+}
+
+/// Reads the channel, matches each event once against every trigger and hands it
+/// to the queues of those that match.
+async fn fan_out(broker: Arc<BrokerRuntime>) {
+    while let Some(record) = broker.channel.recv().await {
+        let triggers = broker.triggers.load();
+        let event = &record.envelope.event;
+        let matched: Vec<&Arc<TriggerRuntime>> = triggers
+            .iter()
+            .filter(|t| t.plan.load().filter.matches(event))
+            .collect();
+        if matched.is_empty() {
+            broker.channel.ack(record.offset);
+            continue;
+        }
+        let ack = Arc::new(AckTracker {
+            remaining: AtomicUsize::new(matched.len()),
+            offset: record.offset,
+            channel: broker.channel.clone(),
+        });
+        for t in matched {
+            let work = Work {
+                envelope: record.envelope.clone(),
+                ack: ack.clone(),
+            };
+            if let Err(mpsc::error::SendError(work)) = t.tx.send(work) {
+                // The trigger's dispatcher is gone (it was removed): nothing to deliver.
+                work.ack.done();
+            }
+        }
+    }
+    // Closed and drained: let the dispatchers finish their queues and end.
+    broker.triggers.store(Arc::new(Vec::new()));
+    broker
+        .by_name
+        .lock()
+        .expect("trigger index lock poisoned")
+        .clear();
+}
+
+/// One trigger's dispatcher: takes work in order and delivers it with at most
+/// `max_in_flight_per_trigger` deliveries at once, so a slow subscriber only ever
+/// holds its own slots.
+async fn dispatch(
+    mut rx: mpsc::UnboundedReceiver<Work>,
+    plan: Arc<ArcSwap<TriggerPlan>>,
+    broker: Weak<BrokerRuntime>,
+    shared: Arc<Shared>,
+    counters: TriggerCounters,
+) {
+    let slots = Arc::new(Semaphore::new(shared.limits.max_in_flight_per_trigger));
+    while let Some(work) = rx.recv().await {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let plan = plan.load_full();
+        let ctx = deliver::Ctx {
+            client: shared.client.clone(),
+            broker: broker.clone(),
+            counters: counters.clone(),
+            default_timeout: shared.limits.default_timeout,
+        };
+        shared.tasks.spawn(async move {
+            let outcome = deliver::deliver(&work.envelope, &plan, &ctx).await;
+            ctx.counters.outcome(outcome).inc();
+            drop(permit);
+            work.ack.done();
+        });
+    }
+}
+
+/// Every running broker, by `namespace/name`.
+#[derive(Debug)]
+pub struct Registry {
+    brokers: ArcSwap<HashMap<String, Arc<BrokerRuntime>>>,
+    ready: AtomicBool,
+    shared: Arc<Shared>,
+    // Serialises config applications (reload vs shutdown).
+    apply_lock: Mutex<()>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new(shared: Arc<Shared>) -> Registry {
+        Registry {
+            brokers: ArcSwap::from_pointee(HashMap::new()),
+            ready: AtomicBool::new(false),
+            shared,
+            apply_lock: Mutex::new(()),
+        }
+    }
+
+    /// The broker at `namespace/name`.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<BrokerRuntime>> {
+        let brokers = self.brokers.load();
+        // One small allocation per request; the map is read without locks.
+        brokers.get(&format!("{namespace}/{name}")).cloned()
+    }
+
+    /// Keys of every running broker.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.brokers.load().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    /// Whether a config has been applied.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Shared state.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Makes the running brokers and triggers match `plan`, one change at a time.
+    pub fn apply(&self, plan: &Plan) {
+        let _guard = self.apply_lock.lock().expect("apply lock poisoned");
+        let current = self.brokers.load_full();
+        let mut next: HashMap<String, Arc<BrokerRuntime>> = HashMap::new();
+        for (key, bp) in &plan.brokers {
+            let broker = match current.get(key) {
+                Some(b) => b.clone(),
+                None => {
+                    tracing::info!(broker = %key, "broker added");
+                    BrokerRuntime::start(bp, self.shared.clone())
+                }
+            };
+            broker.apply(bp);
+            next.insert(key.clone(), broker);
+        }
+        for (key, broker) in current.iter() {
+            if !plan.brokers.contains_key(key) {
+                tracing::info!(broker = %key, "broker removed; draining its channel");
+                broker.stop();
+            }
+        }
+        self.brokers.store(Arc::new(next));
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// Stops every broker: channels refuse new events and drain.
+    pub fn close_all(&self) {
+        let _guard = self.apply_lock.lock().expect("apply lock poisoned");
+        for broker in self.brokers.load().values() {
+            broker.stop();
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The whole data plane in one object: bind the ingress, apply the config, watch
+//! it for changes, and shut down by draining in-flight deliveries.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cebus_api::ConfigError;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::ingress::{self, Ingress};
+use crate::metrics::Metrics;
+use crate::plan::{Plan, PlanOptions, plan};
+use crate::runtime::{Limits, Registry, Shared};
+
+/// How `cebus run` is configured.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Listen address (`127.0.0.1:0` picks a free port).
+    pub addr: SocketAddr,
+    /// A YAML file or a directory of them.
+    pub config_path: PathBuf,
+    /// Default largest request body per broker.
+    pub max_event_size: usize,
+    /// Data-plane limits.
+    pub limits: Limits,
+    /// How often the config is checked for changes.
+    pub reload_interval: Duration,
+}
+
+impl ServerOptions {
+    /// Defaults for `path` on `addr`.
+    pub fn new(addr: SocketAddr, config_path: impl Into<PathBuf>) -> ServerOptions {
+        ServerOptions {
+            addr,
+            config_path: config_path.into(),
+            max_event_size: 1 << 20,
+            limits: Limits::default(),
+            reload_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Why the server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The config has errors.
+    #[error("{}", format_errors(.0))]
+    Config(Vec<ConfigError>),
+}
+
+/// One error per line.
+pub fn format_errors(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Loads, validates and plans the config at `path`.
+pub fn load_plan(path: &Path, opts: &PlanOptions) -> Result<Plan, Vec<ConfigError>> {
+    let config = cebus_api::load_path(path)?;
+    let errors = cebus_api::validate(&config);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    plan(&config, opts)
+}
+
+/// A running cebus data plane.
+#[derive(Debug)]
+pub struct Server {
+    local_addr: SocketAddr,
+    registry: Arc<Registry>,
+    stop_accepting: CancellationToken,
+    http: TaskTracker,
+}
+
+impl Server {
+    /// Binds, applies the config (errors stop the start) and serves.
+    pub async fn start(opts: ServerOptions) -> Result<Server, StartError> {
+        let listener = TcpListener::bind(opts.addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: opts.addr,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: opts.addr,
+            source,
+        })?;
+        let plan_opts = PlanOptions {
+            ingress_base: format!("http://{local_addr}"),
+            max_event_size: opts.max_event_size,
+        };
+        let first = load_plan(&opts.config_path, &plan_opts).map_err(StartError::Config)?;
+
+        let metrics = Arc::new(Metrics::default());
+        let prometheus = Arc::new(metrics.registry());
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(opts.limits.max_in_flight_per_trigger)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .connect_timeout(Duration::from_secs(10))
+            .tcp_nodelay(true)
+            .build()
+            .expect("HTTP client configuration is static and valid");
+        let shared = Arc::new(Shared {
+            client,
+            metrics,
+            tasks: TaskTracker::new(),
+            limits: opts.limits.clone(),
+        });
+        let registry = Arc::new(Registry::new(shared));
+        registry.apply(&first);
+
+        let stop_accepting = CancellationToken::new();
+        let http = TaskTracker::new();
+        let app = ingress::router(Ingress {
+            registry: registry.clone(),
+            prometheus,
+        });
+        let token = stop_accepting.clone();
+        http.spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(token.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "ingress server failed");
+            }
+        });
+        http.spawn(watch(
+            opts.config_path.clone(),
+            plan_opts,
+            opts.reload_interval,
+            registry.clone(),
+            stop_accepting.clone(),
+        ));
+        http.close();
+        Ok(Server {
+            local_addr,
+            registry,
+            stop_accepting,
+            http,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The ingress URL of every broker.
+    pub fn ingress_urls(&self) -> Vec<String> {
+        self.registry
+            .keys()
+            .iter()
+            .map(|k| format!("http://{}/{k}", self.local_addr))
+            .collect()
+    }
+
+    /// The running brokers.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Stops accepting events, then waits up to `deadline` for every stored event
+    /// to be delivered or dead-lettered. Returns whether everything drained.
+    pub async fn shutdown(self, deadline: Duration) -> bool {
+        self.stop_accepting.cancel();
+        self.http.wait().await;
+        self.registry.close_all();
+        let tasks = self.registry.shared().tasks.clone();
+        tasks.close();
+        let drained = tokio::time::timeout(deadline, tasks.wait()).await.is_ok();
+        if !drained {
+            tracing::warn!(
+                ?deadline,
+                "shutdown deadline passed with deliveries still in flight"
+            );
+        }
+        drained
+    }
+}
+
+/// A cheap fingerprint of every config file (names and contents).
+fn fingerprint(path: &Path) -> Option<u64> {
+    let mut files = Vec::new();
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).ok()? {
+            let p = entry.ok()?.path();
+            if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+                files.push(p);
+            }
+        }
+        files.sort();
+    } else {
+        files.push(path.to_owned());
+    }
+    let mut h = DefaultHasher::new();
+    for f in files {
+        f.hash(&mut h);
+        std::fs::read(&f).ok()?.hash(&mut h);
+    }
+    Some(h.finish())
+}
+
+/// Polls the config and applies changes; a bad edit is reported and the last
+/// good config stays. Polling (not inotify) works the same on every filesystem,
+/// including editors that replace files and Kubernetes ConfigMap volumes.
+async fn watch(
+    path: PathBuf,
+    opts: PlanOptions,
+    every: Duration,
+    registry: Arc<Registry>,
+    stop: CancellationToken,
+) {
+    let mut last = fingerprint(&path);
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let now = fingerprint(&path);
+        if now == last {
+            continue;
+        }
+        last = now;
+        let (p, o) = (path.clone(), opts.clone());
+        let planned = tokio::task::spawn_blocking(move || load_plan(&p, &o)).await;
+        match planned {
+            Ok(Ok(plan)) => {
+                registry.apply(&plan);
+                tracing::info!(path = %path.display(), "config reloaded");
+            }
+            Ok(Err(errors)) => {
+                for e in &errors {
+                    tracing::error!(error = %e, "config reload rejected; keeping the last good config");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "config reload failed"),
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! `cebus display`: an event-display sink, the quickstart's subscriber.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use cebus_events::http::{Decoded, decode};
+
+/// Flags of `cebus display`.
+#[derive(Debug, clap::Args)]
+pub struct DisplayArgs {
+    /// Listen address.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    addr: SocketAddr,
+}
+
+/// Renders an event the way Knative's event_display does.
+pub fn render(event: &cebus_events::Event) -> String {
+    let mut out = String::from("☁️  cloudevents.Event\nContext Attributes,\n");
+    out.push_str(&format!("  specversion: {}\n", event.specversion()));
+    for (name, value) in event.attributes() {
+        out.push_str(&format!("  {name}: {value}\n"));
+    }
+    if let Some(data) = event.data() {
+        out.push_str("Data,\n  ");
+        match std::str::from_utf8(data) {
+            Ok(s) => out.push_str(s),
+            Err(_) => out.push_str(&format!("<{} bytes of binary data>", data.len())),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+async fn receive(headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
+    match decode(&headers, body) {
+        Ok(Decoded::Single(e)) => {
+            println!("{}", render(&e));
+            (StatusCode::ACCEPTED, String::new())
+        }
+        Ok(Decoded::Batch(es)) => {
+            for e in &es {
+                println!("{}", render(e));
+            }
+            (StatusCode::ACCEPTED, String::new())
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+/// Runs `cebus display` until ctrl-c.
+pub async fn display(args: DisplayArgs) -> anyhow::Result<ExitCode> {
+    let app = Router::new().route("/", post(receive)).fallback(receive);
+    let listener = tokio::net::TcpListener::bind(args.addr).await?;
+    eprintln!(
+        "event display listening on http://{}",
+        listener.local_addr()?
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(ExitCode::SUCCESS)
+}
