@@ -1,6 +1,17 @@
 //! Knative's resource model (Broker, Trigger, ConfigMap), its loading from YAML,
-//! validation and defaults. Pure: no I/O beyond what the caller hands in.
+//! validation and defaults. Pure: no I/O beyond what the caller hands in (and the
+//! thin `load_path`, which reads files).
 
+pub mod duration;
+pub mod error;
+pub mod load;
+pub mod resolve;
 pub mod types;
+pub mod validate;
 
+pub use duration::{DurationError, parse_iso8601};
+pub use error::{ConfigError, FieldPath};
+pub use load::{Config, Located, Object, load_and_validate, load_path, load_sources, load_str};
+pub use resolve::{broker_ttl, ignores_invalid_reply, max_event_size, resolve_destination};
 pub use types::*;
+pub use validate::validate;

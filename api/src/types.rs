@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// `eventing.knative.dev/v1`.
 pub const EVENTING_V1: &str = "eventing.knative.dev/v1";
@@ -65,6 +65,9 @@ pub struct KReference {
     /// API group (alternative to `apiVersion`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Name of one of the referent's addresses (Knative's multiple-address support).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 /// Where to send events: `ref`, `uri`, or both (then `uri` is relative to `ref`).
@@ -171,22 +174,42 @@ pub struct TriggerFilter {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SubscriptionsApiFilter {
     /// Every listed filter must match.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "non_empty_list"
+    )]
     pub all: Vec<SubscriptionsApiFilter>,
     /// At least one listed filter must match.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "non_empty_list"
+    )]
     pub any: Vec<SubscriptionsApiFilter>,
     /// The nested filter must not match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not: Option<Box<SubscriptionsApiFilter>>,
     /// Attribute equals value, for every entry.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "non_empty_map"
+    )]
     pub exact: BTreeMap<String, String>,
     /// Attribute starts with value, for every entry.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "non_empty_map"
+    )]
     pub prefix: BTreeMap<String, String>,
     /// Attribute ends with value, for every entry.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "non_empty_map"
+    )]
     pub suffix: BTreeMap<String, String>,
     /// A CloudEvents SQL expression.
     #[serde(default, rename = "cesql", skip_serializing_if = "Option::is_none")]
@@ -199,6 +222,10 @@ pub struct SubscriptionsApiFilter {
 pub struct TriggerSpec {
     /// Name of the broker in the trigger's namespace.
     pub broker: String,
+    /// Knative's experimental cross-namespace broker reference (not supported by
+    /// cebus; parsed so that validation can say so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_ref: Option<KReference>,
     /// Legacy attribute filter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<TriggerFilter>,
@@ -233,4 +260,59 @@ pub struct ConfigMap {
     /// String data.
     #[serde(default)]
     pub data: BTreeMap<String, String>,
+}
+
+/// A kind cebus loads: its `apiVersion`, `kind` and metadata.
+pub trait Resource {
+    /// `apiVersion` of the kind.
+    const API_VERSION: &'static str;
+    /// `kind`.
+    const KIND: &'static str;
+    /// The object's metadata.
+    fn metadata(&self) -> &ObjectMeta;
+    /// Mutable metadata (the loader fills in defaults).
+    fn metadata_mut(&mut self) -> &mut ObjectMeta;
+}
+
+macro_rules! resource {
+    ($ty:ty, $api:expr, $kind:literal) => {
+        impl Resource for $ty {
+            const API_VERSION: &'static str = $api;
+            const KIND: &'static str = $kind;
+            fn metadata(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn metadata_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
+}
+resource!(Broker, EVENTING_V1, "Broker");
+resource!(Trigger, EVENTING_V1, "Trigger");
+resource!(ConfigMap, "v1", "ConfigMap");
+
+// `all: []` or `exact: {}` written in YAML is a mistake, not "absent"; with plain
+// `Vec`/`BTreeMap` fields the two would be indistinguishable after parsing, so
+// reject the empty form while deserializing, at its field path.
+fn non_empty_list<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<SubscriptionsApiFilter>, D::Error> {
+    let v = Vec::<SubscriptionsApiFilter>::deserialize(d)?;
+    if v.is_empty() {
+        return Err(serde::de::Error::custom(
+            "must list at least one filter (remove the key instead)",
+        ));
+    }
+    Ok(v)
+}
+
+fn non_empty_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let m = BTreeMap::<String, String>::deserialize(d)?;
+    if m.is_empty() {
+        return Err(serde::de::Error::custom(
+            "must have exactly one attribute, found none",
+        ));
+    }
+    Ok(m)
 }

@@ -75,12 +75,10 @@ fn object_error<T>(
     field: &str,
     message: String,
 ) -> ConfigError {
-    ConfigError {
-        file: loc.file.clone(),
-        object: Some(format!("{kind} {ns}/{name}")),
-        field: Some(field.to_owned()),
-        message,
-    }
+    ConfigError::file(&loc.file, message)
+        .with_doc(loc.doc)
+        .with_object(Some(cebus_api::error::object_label(kind, ns, name)))
+        .with_field(field)
 }
 
 /// Builds the plan for a validated config; errors name file, object and field.

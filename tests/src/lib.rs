@@ -1,1 +1,317 @@
-//! e2e helpers
+//! Shared helpers of the end-to-end tests: a cebus data plane started in-process
+//! on `127.0.0.1:0` from YAML, recording HTTP subscribers with scripted answers,
+//! and a client that posts CloudEvents.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use cebus_broker::{Limits, Server, ServerOptions};
+
+/// Installs the process-wide TLS provider (ring) once.
+pub fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A running cebus with its config folder.
+pub struct Cebus {
+    /// The server.
+    pub server: Server,
+    /// The config folder (deleted on drop).
+    pub dir: tempfile::TempDir,
+}
+
+impl Cebus {
+    /// Starts cebus with `yaml` as `config.yaml` and default limits.
+    pub async fn start(yaml: &str) -> Cebus {
+        Cebus::start_with(yaml, |_| {}).await
+    }
+
+    /// Starts cebus with `yaml`, letting `tune` adjust the options.
+    pub async fn start_with(yaml: &str, tune: impl FnOnce(&mut ServerOptions)) -> Cebus {
+        init();
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("config.yaml"), yaml).expect("write config");
+        let mut opts = ServerOptions::new("127.0.0.1:0".parse().unwrap(), dir.path());
+        opts.reload_interval = Duration::from_millis(100);
+        opts.limits = Limits {
+            default_timeout: Duration::from_secs(10),
+            ..Limits::default()
+        };
+        tune(&mut opts);
+        let server = Server::start(opts).await.unwrap_or_else(|e| panic!("cebus did not start: {e}"));
+        Cebus { server, dir }
+    }
+
+    /// `http://127.0.0.1:port`.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.server.local_addr())
+    }
+
+    /// The ingress URL of `namespace/name`.
+    pub fn broker_url(&self, namespace: &str, name: &str) -> String {
+        format!("{}/{namespace}/{name}", self.base())
+    }
+
+    /// Replaces or adds a config file.
+    pub fn write(&self, file: &str, yaml: &str) {
+        // Write then rename, as editors do, so the watcher never sees half a file.
+        let tmp = self.dir.path().join(format!(".{file}.tmp"));
+        std::fs::write(&tmp, yaml).expect("write config");
+        std::fs::rename(&tmp, self.dir.path().join(file)).expect("rename config");
+    }
+
+    /// Removes a config file.
+    pub fn remove(&self, file: &str) {
+        std::fs::remove_file(self.dir.path().join(file)).expect("remove config");
+    }
+
+    /// The text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.base()))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+}
+
+/// One request a sink received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Request headers.
+    pub headers: HeaderMap,
+    /// Request body.
+    pub body: Bytes,
+    /// When it arrived.
+    pub at: Instant,
+}
+
+impl Received {
+    /// A header as a string.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The CloudEvent in the request.
+    pub fn event(&self) -> cebus_events::Event {
+        match cebus_events::http::decode(&self.headers, self.body.clone()) {
+            Ok(cebus_events::http::Decoded::Single(e)) => e,
+            other => panic!("sink did not receive one CloudEvent: {other:?}"),
+        }
+    }
+}
+
+/// How a sink answers one request.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Wait before answering.
+    pub delay: Duration,
+    /// Response headers.
+    pub headers: Vec<(String, String)>,
+    /// Response body.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// Just a status.
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            delay: Duration::ZERO,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// Adds a delay.
+    pub fn delay(mut self, d: Duration) -> Reply {
+        self.delay = d;
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: impl Into<Bytes>) -> Reply {
+        self.body = body.into();
+        self
+    }
+
+    /// A binary-mode reply event.
+    pub fn event(status: u16, id: &str, ty: &str, data: &str) -> Reply {
+        Reply::status(status)
+            .header("ce-specversion", "1.0")
+            .header("ce-id", id)
+            .header("ce-source", "/replier")
+            .header("ce-type", ty)
+            .header("content-type", "application/json")
+            .body(data.to_owned())
+    }
+}
+
+#[derive(Debug)]
+struct SinkState {
+    received: Mutex<Vec<Received>>,
+    script: Mutex<VecDeque<Reply>>,
+    default: Mutex<Reply>,
+    notify: tokio::sync::Notify,
+}
+
+/// A real HTTP subscriber on loopback that records every request and answers
+/// from a script (then with a default answer).
+#[derive(Debug, Clone)]
+pub struct Sink {
+    state: Arc<SinkState>,
+    addr: SocketAddr,
+}
+
+impl Sink {
+    /// A sink answering 200 with no body.
+    pub async fn start() -> Sink {
+        Sink::start_with(Reply::status(200)).await
+    }
+
+    /// A sink answering `default` unless scripted otherwise.
+    pub async fn start_with(default: Reply) -> Sink {
+        let state = Arc::new(SinkState {
+            received: Mutex::new(Vec::new()),
+            script: Mutex::new(VecDeque::new()),
+            default: Mutex::new(default),
+            notify: tokio::sync::Notify::new(),
+        });
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
+        let addr = listener.local_addr().expect("sink addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Sink { state, addr }
+    }
+
+    /// The sink's URL.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// Queues answers for the next requests.
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.state.script.lock().unwrap().extend(replies);
+    }
+
+    /// Changes the default answer.
+    pub fn set_default(&self, reply: Reply) {
+        *self.state.default.lock().unwrap() = reply;
+    }
+
+    /// Everything received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` requests arrived (panics after `within`).
+    pub async fn wait_for(&self, n: usize, within: Duration) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let notified = self.state.notify.notified();
+            let got = self.received();
+            if got.len() >= n {
+                return got;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!(
+                    "sink {} got {} of {n} expected requests within {within:?}",
+                    self.url(),
+                    self.received().len()
+                );
+            }
+        }
+    }
+
+    /// Asserts nothing more than `n` requests arrive during `quiet`.
+    pub async fn expect_no_more_than(&self, n: usize, quiet: Duration) {
+        tokio::time::sleep(quiet).await;
+        let got = self.received().len();
+        assert!(got <= n, "sink {} got {got} requests, expected at most {n}", self.url());
+    }
+}
+
+async fn handle(State(state): State<Arc<SinkState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let reply = {
+        let scripted = state.script.lock().unwrap().pop_front();
+        scripted.unwrap_or_else(|| state.default.lock().unwrap().clone())
+    };
+    state.received.lock().unwrap().push(Received {
+        headers,
+        body,
+        at: Instant::now(),
+    });
+    state.notify.notify_waiters();
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    let mut resp = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
+    for (k, v) in reply.headers {
+        resp.headers_mut().insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(&v).unwrap(),
+        );
+    }
+    resp
+}
+
+/// Posts a binary-mode 1.0 event; returns (status, body).
+pub async fn post_binary(url: &str, id: &str, ty: &str, data: &str) -> (u16, String) {
+    post(
+        url,
+        &[
+            ("ce-specversion", "1.0"),
+            ("ce-id", id),
+            ("ce-source", "/e2e"),
+            ("ce-type", ty),
+            ("content-type", "application/json"),
+        ],
+        data.to_owned(),
+    )
+    .await
+}
+
+/// Posts raw headers and body; returns (status, body).
+pub async fn post(url: &str, headers: &[(&str, &str)], body: impl Into<reqwest::Body>) -> (u16, String) {
+    init();
+    let mut req = reqwest::Client::new().post(url).body(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.expect("post to cebus");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+/// A Broker and Triggers as Knative YAML: `triggers` are (name, extra spec YAML
+/// indented by 2, subscriber URL).
+pub fn broker_yaml(broker: &str, broker_extra: &str, triggers: &[(&str, &str, &str)]) -> String {
+    let mut y = format!(
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: {broker}\n{broker_extra}"
+    );
+    for (name, extra, url) in triggers {
+        y.push_str(&format!(
+            "\n---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: {name}\nspec:\n  broker: {broker}\n  subscriber:\n    uri: {url}\n{extra}"
+        ));
+    }
+    y
+}

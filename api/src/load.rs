@@ -1,0 +1,780 @@
+//! Loading Knative YAML (files, directories, multi-document streams) into typed
+//! objects, each error carrying file, document, object and field path.
+//!
+//! Each document is parsed to a `serde_json::Value` first, dispatched on
+//! `apiVersion` + `kind`, then deserialized with `serde_path_to_error` so a type
+//! error or an unknown `spec` field is reported at its path.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::{ConfigError, FieldPath, object_label};
+use crate::types::{Broker, ConfigMap, EVENTING_V1, ObjectMeta, Resource, Trigger};
+
+/// Namespace of objects that do not set `metadata.namespace`.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Knative kinds cebus knows but does not implement yet: `(apiVersion, kind)`.
+const NOT_YET_SUPPORTED: &[(&str, &str)] = &[
+    ("sources.knative.dev/v1", "PingSource"),
+    ("sources.knative.dev/v1", "ApiServerSource"),
+    ("sources.knative.dev/v1", "ContainerSource"),
+    ("sources.knative.dev/v1", "SinkBinding"),
+    ("sources.knative.dev/v1beta1", "KafkaSource"),
+    ("messaging.knative.dev/v1", "Channel"),
+    ("messaging.knative.dev/v1", "InMemoryChannel"),
+    ("messaging.knative.dev/v1", "Subscription"),
+    ("messaging.knative.dev/v1beta1", "KafkaChannel"),
+    ("flows.knative.dev/v1", "Sequence"),
+    ("flows.knative.dev/v1", "Parallel"),
+];
+
+/// An object together with where it was read from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Located<T> {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// Its document index in the file (0-based, counting non-empty documents).
+    pub doc: usize,
+    /// The object.
+    pub object: T,
+}
+
+impl<T: Resource> Located<T> {
+    /// `Kind namespace/name`, as errors name the object.
+    pub fn label(&self) -> String {
+        let meta = self.object.metadata();
+        object_label(T::KIND, meta.namespace(), &meta.name)
+    }
+}
+
+/// One loaded document.
+// Objects are built once per load and moved into `Config`; boxing would only add
+// indirection.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Object {
+    /// `eventing.knative.dev/v1` Broker.
+    Broker(Located<Broker>),
+    /// `eventing.knative.dev/v1` Trigger.
+    Trigger(Located<Trigger>),
+    /// `v1` ConfigMap.
+    ConfigMap(Located<ConfigMap>),
+}
+
+impl Object {
+    /// The object's `kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Object::Broker(_) => Broker::KIND,
+            Object::Trigger(_) => Trigger::KIND,
+            Object::ConfigMap(_) => ConfigMap::KIND,
+        }
+    }
+
+    /// The object's metadata.
+    pub fn metadata(&self) -> &ObjectMeta {
+        match self {
+            Object::Broker(o) => o.object.metadata(),
+            Object::Trigger(o) => o.object.metadata(),
+            Object::ConfigMap(o) => o.object.metadata(),
+        }
+    }
+
+    /// The file the object came from.
+    pub fn file(&self) -> &Path {
+        match self {
+            Object::Broker(o) => &o.file,
+            Object::Trigger(o) => &o.file,
+            Object::ConfigMap(o) => &o.file,
+        }
+    }
+
+    /// The object's document index in its file.
+    pub fn doc(&self) -> usize {
+        match self {
+            Object::Broker(o) => o.doc,
+            Object::Trigger(o) => o.doc,
+            Object::ConfigMap(o) => o.doc,
+        }
+    }
+}
+
+/// Everything loaded, by kind, in load order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Config {
+    /// Brokers.
+    pub brokers: Vec<Located<Broker>>,
+    /// Triggers.
+    pub triggers: Vec<Located<Trigger>>,
+    /// ConfigMaps.
+    pub config_maps: Vec<Located<ConfigMap>>,
+}
+
+impl Config {
+    /// Collects objects into a config, keeping their order.
+    pub fn from_objects(objects: impl IntoIterator<Item = Object>) -> Self {
+        let mut config = Config::default();
+        for object in objects {
+            config.push(object);
+        }
+        config
+    }
+
+    /// Adds one object.
+    pub fn push(&mut self, object: Object) {
+        match object {
+            Object::Broker(o) => self.brokers.push(o),
+            Object::Trigger(o) => self.triggers.push(o),
+            Object::ConfigMap(o) => self.config_maps.push(o),
+        }
+    }
+
+    /// The broker `namespace/name`, if loaded.
+    pub fn broker(&self, namespace: &str, name: &str) -> Option<&Located<Broker>> {
+        find(&self.brokers, namespace, name)
+    }
+
+    /// The ConfigMap `namespace/name`, if loaded.
+    pub fn config_map(&self, namespace: &str, name: &str) -> Option<&Located<ConfigMap>> {
+        find(&self.config_maps, namespace, name)
+    }
+
+    /// The triggers of broker `namespace/broker`.
+    pub fn triggers_of<'a>(
+        &'a self,
+        namespace: &'a str,
+        broker: &'a str,
+    ) -> impl Iterator<Item = &'a Located<Trigger>> + 'a {
+        self.triggers.iter().filter(move |t| {
+            t.object.metadata.namespace() == namespace && t.object.spec.broker == broker
+        })
+    }
+}
+
+fn find<'a, T: Resource>(
+    items: &'a [Located<T>],
+    namespace: &str,
+    name: &str,
+) -> Option<&'a Located<T>> {
+    items.iter().find(|o| {
+        let meta = o.object.metadata();
+        meta.namespace() == namespace && meta.name == name
+    })
+}
+
+/// Parses one file's text (any number of `---`-separated documents). Empty
+/// documents are skipped. Returns every error found, not just the first.
+pub fn load_str(file: &Path, text: &str) -> Result<Vec<Object>, Vec<ConfigError>> {
+    let docs: Vec<Value> = match serde_saphyr::from_multiple(text) {
+        Ok(docs) => docs,
+        Err(e) => return Err(vec![yaml_error(file, &e)]),
+    };
+    let mut objects = Vec::new();
+    let mut errors = Vec::new();
+    for (doc, value) in docs.into_iter().enumerate() {
+        if value.is_null() {
+            continue;
+        }
+        match load_doc(file, doc, value) {
+            Ok(object) => objects.push(object),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(objects)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Loads several files' contents, already read, in the given order. Pure; what
+/// `load_path` does after reading.
+pub fn load_sources(
+    sources: impl IntoIterator<Item = (PathBuf, String)>,
+) -> Result<Config, Vec<ConfigError>> {
+    let mut config = Config::default();
+    let mut errors = Vec::new();
+    for (file, text) in sources {
+        match load_str(&file, &text) {
+            Ok(objects) => objects.into_iter().for_each(|o| config.push(o)),
+            Err(e) => errors.extend(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Loads a file, or every `*.yaml`/`*.yml` file of a directory (sorted by name, not
+/// recursive). Does not validate; see [`load_and_validate`].
+pub fn load_path(path: &Path) -> Result<Config, Vec<ConfigError>> {
+    let read = |file: &Path| {
+        std::fs::read_to_string(file)
+            .map_err(|e| ConfigError::file(file, format!("cannot read: {e}")))
+    };
+    if !path.is_dir() {
+        return load_sources([(path.to_path_buf(), read(path).map_err(|e| vec![e])?)]);
+    }
+    let entries = std::fs::read_dir(path).map_err(|e| {
+        vec![ConfigError::file(
+            path,
+            format!("cannot read directory: {e}"),
+        )]
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .is_some_and(|ext| ext == "yaml" || ext == "yml")
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(vec![ConfigError::file(
+            path,
+            "directory has no *.yaml or *.yml files",
+        )]);
+    }
+    let mut sources = Vec::with_capacity(files.len());
+    let mut errors = Vec::new();
+    for file in files {
+        match read(&file) {
+            Ok(text) => sources.push((file, text)),
+            Err(e) => errors.push(e),
+        }
+    }
+    match load_sources(sources) {
+        Ok(config) if errors.is_empty() => Ok(config),
+        Ok(_) => Err(errors),
+        Err(e) => {
+            errors.extend(e);
+            Err(errors)
+        }
+    }
+}
+
+/// [`load_path`] then [`crate::validate::validate`]: a config that is safe to run.
+pub fn load_and_validate(path: &Path) -> Result<Config, Vec<ConfigError>> {
+    let config = load_path(path)?;
+    let errors = crate::validate::validate(&config);
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(errors)
+    }
+}
+
+fn yaml_error(file: &Path, e: &serde_saphyr::Error) -> ConfigError {
+    let plain = e.without_snippet().to_string();
+    let message = match e.location() {
+        // The plain rendering usually ends with the position already; say it first
+        // and only once.
+        Some(loc) if loc.line() > 0 => {
+            let suffix = format!(" at line {}, column {}", loc.line(), loc.column());
+            let text = plain.strip_suffix(&suffix).unwrap_or(&plain);
+            format!("invalid YAML{suffix}: {text}")
+        }
+        _ => format!("invalid YAML: {plain}"),
+    };
+    ConfigError::file(file, message)
+}
+
+fn load_doc(file: &Path, doc: usize, value: Value) -> Result<Object, ConfigError> {
+    let error = |field: &str, message: String| {
+        ConfigError::file(file, message)
+            .with_doc(doc)
+            .with_field(field)
+    };
+    let Value::Object(map) = &value else {
+        return Err(error(
+            "",
+            "document is not a mapping; expected a Kubernetes object with apiVersion and kind"
+                .into(),
+        ));
+    };
+    let text = |key: &str| -> Result<String, ConfigError> {
+        match map.get(key) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            Some(Value::String(_)) | None => Err(error(key, format!("{key} is required"))),
+            Some(_) => Err(error(key, format!("{key} must be a string"))),
+        }
+    };
+    let api_version = text("apiVersion")?;
+    let kind = text("kind")?;
+
+    let located = Location { file, doc };
+    match (api_version.as_str(), kind.as_str()) {
+        (EVENTING_V1, "Broker") => located.typed(value).map(Object::Broker),
+        (EVENTING_V1, "Trigger") => located.typed(value).map(Object::Trigger),
+        ("v1", "ConfigMap") => located.typed(value).map(Object::ConfigMap),
+        (api, kind) => {
+            let label = raw_label(kind, &value);
+            let error = |field, message| error(field, message).with_object(label.clone());
+            if NOT_YET_SUPPORTED.contains(&(api, kind)) {
+                return Err(error("kind", format!("kind {kind} is not supported yet")));
+            }
+            let expected = match kind {
+                "Broker" | "Trigger" => Some(EVENTING_V1),
+                "ConfigMap" => Some("v1"),
+                _ => None,
+            };
+            Err(match expected {
+                Some(expected) => error(
+                    "apiVersion",
+                    format!("apiVersion {api} is not supported for {kind}; use {expected}"),
+                ),
+                None => error(
+                    "kind",
+                    format!(
+                        "unknown kind {kind} (apiVersion {api}); cebus loads \
+                         {EVENTING_V1} Broker and Trigger, and v1 ConfigMap"
+                    ),
+                ),
+            })
+        }
+    }
+}
+
+/// Where a document came from, for typed deserialization.
+struct Location<'a> {
+    file: &'a Path,
+    doc: usize,
+}
+
+impl Location<'_> {
+    fn typed<T: Resource + DeserializeOwned>(
+        &self,
+        value: Value,
+    ) -> Result<Located<T>, ConfigError> {
+        let label = raw_label(T::KIND, &value);
+        let mut object: T = serde_path_to_error::deserialize(value).map_err(|e| {
+            let (field, message) = refine(e.path(), e.inner().to_string());
+            let message = hint_quoting(message);
+            ConfigError::file(self.file, message)
+                .with_doc(self.doc)
+                .with_object(label)
+                .with_field(field)
+        })?;
+        let meta = object.metadata_mut();
+        if meta.namespace.as_deref().is_none_or(str::is_empty) {
+            meta.namespace = Some(DEFAULT_NAMESPACE.to_owned());
+        }
+        Ok(Located {
+            file: self.file.to_path_buf(),
+            doc: self.doc,
+            object,
+        })
+    }
+}
+
+/// serde may report an unknown or missing field at its parent's path; put the
+/// path on the field itself so the user sees e.g. `spec.delivery.retries`.
+fn refine(path: &serde_path_to_error::Path, message: String) -> (FieldPath, String) {
+    let field = FieldPath::from_serde(path);
+    for prefix in ["unknown field `", "missing field `"] {
+        if let Some(rest) = message.strip_prefix(prefix)
+            && let Some((name, _)) = rest.split_once('`')
+        {
+            let last = path.iter().next_back();
+            if !matches!(last, Some(serde_path_to_error::Segment::Map { key }) if key == name) {
+                return (field.key(name), message);
+            }
+        }
+    }
+    (field, message)
+}
+
+/// YAML reads unquoted `y`, `no`, `on`, `true`, `10`, `1.5` as booleans or numbers
+/// (as Kubernetes does); when a string was expected, say how to fix it.
+fn hint_quoting(message: String) -> String {
+    let scalar = [
+        "invalid type: boolean",
+        "invalid type: integer",
+        "invalid type: floating",
+    ];
+    if scalar.iter().any(|p| message.starts_with(p)) && message.ends_with("expected a string") {
+        format!("{message} (YAML reads this unquoted value as a boolean or number; quote it)")
+    } else {
+        message
+    }
+}
+
+/// `Kind namespace/name` from an untyped document, when it has a name.
+fn raw_label(kind: &str, value: &Value) -> Option<String> {
+    let meta = value.get("metadata")?;
+    let name = meta.get("name")?.as_str().filter(|n| !n.is_empty())?;
+    let namespace = meta
+        .get("namespace")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .unwrap_or(DEFAULT_NAMESPACE);
+    Some(object_label(kind, namespace, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{BackoffPolicy, KReference};
+
+    fn path() -> PathBuf {
+        PathBuf::from("cfg.yaml")
+    }
+
+    fn load_one_err(text: &str) -> ConfigError {
+        let mut errors = load_str(&path(), text).expect_err("should fail");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        errors.remove(0)
+    }
+
+    /// A Knative user's YAML, as written for Knative, loads unchanged.
+    const KNATIVE_YAML: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: config-br-default-channel
+  namespace: shop
+data:
+  channel-template-spec: |
+    apiVersion: messaging.knative.dev/v1
+    kind: InMemoryChannel
+---
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: default
+  namespace: shop
+  annotations:
+    eventing.knative.dev/broker.class: MTChannelBasedBroker
+spec:
+  config:
+    apiVersion: v1
+    kind: ConfigMap
+    name: config-br-default-channel
+  delivery:
+    retry: 5
+    backoffPolicy: exponential
+    backoffDelay: PT0.2S
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata:
+  name: orders
+  namespace: shop
+  labels:
+    app: shop
+  uid: 1b0e4a8f
+  creationTimestamp: "2024-01-01T00:00:00Z"
+spec:
+  broker: default
+  filter:
+    attributes:
+      type: dev.knative.order.created
+      source: ""
+  filters:
+    - exact:
+        type: dev.knative.order.created
+    - any:
+        - prefix:
+            source: /shop/
+        - not:
+            suffix:
+              subject: .tmp
+  subscriber:
+    ref:
+      apiVersion: serving.knative.dev/v1
+      kind: Service
+      name: order-handler
+    uri: /events
+  delivery:
+    retry: 3
+    timeout: PT10S
+    deadLetterSink:
+      ref:
+        apiVersion: v1
+        kind: Service
+        name: dead-letters
+        namespace: ops
+status:
+  conditions: []
+"#;
+
+    #[test]
+    fn realistic_knative_yaml_loads_unchanged() {
+        let objects = load_str(&path(), KNATIVE_YAML).unwrap();
+        let config = Config::from_objects(objects);
+        assert!(crate::validate::validate(&config).is_empty());
+        assert_eq!(config.config_maps.len(), 1);
+        let broker = &config.brokers[0];
+        assert_eq!(broker.doc, 1);
+        let delivery = broker.object.spec.delivery.as_ref().unwrap();
+        assert_eq!(delivery.retry, Some(5));
+        assert_eq!(delivery.backoff_policy, Some(BackoffPolicy::Exponential));
+        let t = &config.triggers[0];
+        assert_eq!((t.file.as_path(), t.doc), (path().as_path(), 2));
+        assert_eq!(t.label(), "Trigger shop/orders");
+        let attrs = &t.object.spec.filter.as_ref().unwrap().attributes;
+        assert_eq!(attrs["source"], "");
+        assert_eq!(t.object.spec.filters.len(), 2);
+        assert_eq!(t.object.spec.filters[1].any.len(), 2);
+        let dls = t
+            .object
+            .spec
+            .delivery
+            .as_ref()
+            .unwrap()
+            .dead_letter_sink
+            .as_ref();
+        assert_eq!(
+            dls.unwrap().reference,
+            Some(KReference {
+                kind: "Service".into(),
+                name: "dead-letters".into(),
+                namespace: Some("ops".into()),
+                api_version: Some("v1".into()),
+                ..Default::default()
+            })
+        );
+        assert_eq!(config.triggers_of("shop", "default").count(), 1);
+    }
+
+    #[test]
+    fn multi_document_with_empty_documents_and_default_namespace() {
+        let text = "---\n---\napiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: a\n---\n\
+                    # only a comment\n---\napiVersion: eventing.knative.dev/v1\nkind: Broker\n\
+                    metadata:\n  name: b\n  namespace: team\n";
+        let config = Config::from_objects(load_str(&path(), text).unwrap());
+        let names: Vec<_> = config
+            .brokers
+            .iter()
+            .map(|b| {
+                (
+                    b.object.metadata.namespace.clone().unwrap(),
+                    b.object.metadata.name.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [("default".into(), "a".into()), ("team".into(), "b".into())]
+        );
+        assert!(config.broker("default", "a").is_some());
+    }
+
+    #[test]
+    fn unknown_field_in_spec_is_named() {
+        let e = load_one_err(
+            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t\n\
+             spec:\n  broker: b\n  subscriber:\n    uri: http://x\n  delivery:\n    retries: 3\n",
+        );
+        assert_eq!(e.object.as_deref(), Some("Trigger default/t"));
+        assert_eq!(e.field.as_deref(), Some("spec.delivery.retries"));
+        assert!(e.message.contains("unknown field `retries`"), "{e}");
+        assert_eq!(e.doc, Some(0));
+    }
+
+    #[test]
+    fn type_and_missing_field_errors_carry_paths() {
+        let e = load_one_err(
+            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t\n  \
+             namespace: team\nspec:\n  broker: b\n  subscriber:\n    uri: http://x\n  \
+             filters:\n    - exact:\n        type: [1]\n",
+        );
+        assert_eq!(
+            e.field.as_deref(),
+            Some("spec.filters[0].exact.type"),
+            "{e}"
+        );
+        assert_eq!(e.object.as_deref(), Some("Trigger team/t"));
+
+        let e = load_one_err(
+            "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: b\n  \
+             annotations:\n    cebus.dev/broker-ttl: 10\n",
+        );
+        assert_eq!(
+            e.field.as_deref(),
+            Some("metadata.annotations[\"cebus.dev/broker-ttl\"]")
+        );
+        assert!(e.message.ends_with("quote it)"), "{e}");
+
+        let e = load_one_err(
+            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t\nspec:\n  broker: b\n",
+        );
+        assert_eq!(e.field.as_deref(), Some("spec.subscriber"));
+        assert!(e.message.contains("missing field"), "{e}");
+
+        let e = load_one_err(
+            "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: b\nspec:\n  \
+             delivery:\n    retry: many\n",
+        );
+        assert_eq!(e.field.as_deref(), Some("spec.delivery.retry"));
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "cfg.yaml: Broker default/b: spec.delivery.retry: {}",
+                e.message
+            )
+        );
+    }
+
+    #[test]
+    fn empty_filter_dialects_are_rejected_at_their_path() {
+        let trigger = |filters: &str| {
+            format!(
+                "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t\n\
+                 spec:\n  broker: b\n  subscriber:\n    uri: http://x\n  filters:\n{filters}"
+            )
+        };
+        for (filters, field) in [
+            ("    - all: []\n", "spec.filters[0].all"),
+            ("    - any: []\n", "spec.filters[0].any"),
+            ("    - exact: {}\n", "spec.filters[0].exact"),
+            (
+                "    - not:\n        suffix: {}\n",
+                "spec.filters[0].not.suffix",
+            ),
+        ] {
+            let e = load_one_err(&trigger(filters));
+            assert_eq!(e.field.as_deref(), Some(field), "{e}");
+        }
+    }
+
+    #[test]
+    fn bad_yaml_reports_line_and_column() {
+        let e = load_one_err("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [a, b\n");
+        assert_eq!(e.object, None);
+        assert!(e.message.contains("line "), "{e}");
+        assert!(e.message.starts_with("invalid YAML at line"), "{e}");
+        let e = load_one_err("a: b\n  c: d\n");
+        assert!(e.message.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn kinds_are_dispatched() {
+        let doc = |api: &str, kind: &str| {
+            format!("apiVersion: {api}\nkind: {kind}\nmetadata:\n  name: x\nspec: {{}}\n")
+        };
+        let cases = [
+            (
+                "sources.knative.dev/v1",
+                "PingSource",
+                "kind",
+                "kind PingSource is not supported yet",
+            ),
+            (
+                "messaging.knative.dev/v1",
+                "Subscription",
+                "kind",
+                "kind Subscription is not supported yet",
+            ),
+            (
+                "messaging.knative.dev/v1",
+                "InMemoryChannel",
+                "kind",
+                "kind InMemoryChannel is not supported yet",
+            ),
+            (
+                "flows.knative.dev/v1",
+                "Sequence",
+                "kind",
+                "kind Sequence is not supported yet",
+            ),
+            (
+                "flows.knative.dev/v1",
+                "Parallel",
+                "kind",
+                "kind Parallel is not supported yet",
+            ),
+            ("apps/v1", "Deployment", "kind", "unknown kind Deployment"),
+            (
+                "eventing.knative.dev/v1beta1",
+                "Broker",
+                "apiVersion",
+                "apiVersion eventing.knative.dev/v1beta1 is not supported for Broker",
+            ),
+        ];
+        for (api, kind, field, message) in cases {
+            let e = load_one_err(&doc(api, kind));
+            assert_eq!(e.field.as_deref(), Some(field), "{e}");
+            assert!(e.message.starts_with(message), "{e}");
+            assert_eq!(e.object, Some(format!("{kind} default/x")));
+        }
+        let e = load_one_err("kind: Broker\n");
+        assert_eq!(
+            (e.field.as_deref(), e.message.as_str()),
+            (Some("apiVersion"), "apiVersion is required")
+        );
+        let e = load_one_err("- a\n- b\n");
+        assert!(e.message.starts_with("document is not a mapping"), "{e}");
+    }
+
+    #[test]
+    fn every_document_error_is_reported() {
+        let text = "kind: Broker\n---\napiVersion: v1\nkind: Pod\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ok\n";
+        let errors = load_str(&path(), text).unwrap_err();
+        assert_eq!(
+            errors.iter().map(|e| e.doc).collect::<Vec<_>>(),
+            [Some(0), Some(1)]
+        );
+    }
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!("cebus-api-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn directory_loads_yaml_files_sorted() {
+        let dir = TempDir::new("dir");
+        let broker = "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: b\n";
+        let trigger = "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t\n\
+                       spec:\n  broker: b\n  subscriber:\n    uri: http://x\n";
+        std::fs::write(dir.0.join("b-triggers.yml"), trigger).unwrap();
+        std::fs::write(
+            dir.0.join("a-broker.yaml"),
+            format!("{broker}---\n{}", broker.replace("name: b", "name: c")),
+        )
+        .unwrap();
+        std::fs::write(dir.0.join("notes.txt"), "not: yaml: at: all:").unwrap();
+        std::fs::create_dir(dir.0.join("sub.yaml")).unwrap();
+
+        let config = load_and_validate(&dir.0).unwrap();
+        assert_eq!(config.brokers.len(), 2);
+        assert_eq!(config.brokers[1].doc, 1);
+        assert_eq!(config.brokers[0].file, dir.0.join("a-broker.yaml"));
+        assert_eq!(config.triggers[0].file, dir.0.join("b-triggers.yml"));
+
+        // A single file loads too; errors name their file.
+        let one = load_path(&dir.0.join("b-triggers.yml")).unwrap();
+        assert_eq!(one.triggers.len(), 1);
+        std::fs::write(dir.0.join("c-bad.yaml"), "kind: [\n").unwrap();
+        let errors = load_path(&dir.0).unwrap_err();
+        assert_eq!(errors[0].file, dir.0.join("c-bad.yaml"));
+        assert!(load_path(&dir.0.join("missing.yaml")).is_err());
+    }
+
+    #[test]
+    fn empty_directory_is_an_error() {
+        let dir = TempDir::new("empty");
+        let errors = load_path(&dir.0).unwrap_err();
+        assert!(errors[0].message.contains("no *.yaml"), "{errors:?}");
+    }
+}

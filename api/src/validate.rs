@@ -1,0 +1,980 @@
+//! Semantic checks on a loaded [`Config`]: names, references between objects,
+//! filters, delivery and broker annotations. Every error is collected.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::duration::parse_iso8601;
+use crate::error::{ConfigError, FieldPath};
+use crate::load::{Config, Located};
+use crate::resolve::{has_scheme, is_absolute_http};
+use crate::types::{
+    BROKER_CLASS_ANNOTATION, BROKER_TTL_ANNOTATION, Broker, DEFAULT_BROKER_CLASS, DeliverySpec,
+    Destination, IGNORE_INVALID_REPLY_ANNOTATION, MAX_EVENT_SIZE_ANNOTATION, ObjectMeta, Resource,
+    SubscriptionsApiFilter, Trigger,
+};
+
+/// The message for a `cesql` filter, until the filter engine implements it.
+pub const CESQL_NOT_SUPPORTED: &str =
+    "CESQL filters are not supported yet (tracked by the filter engine issue)";
+
+/// Checks the whole config; returns every problem found (empty when valid).
+pub fn validate(config: &Config) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    let mut seen = HashMap::new();
+    for b in &config.brokers {
+        let mut cx = Cx::new(b, &mut errors);
+        cx.metadata(b.object.metadata(), false);
+        cx.duplicate(&mut seen, b);
+        cx.broker(&b.object, config);
+    }
+    for t in &config.triggers {
+        let mut cx = Cx::new(t, &mut errors);
+        cx.metadata(t.object.metadata(), false);
+        cx.duplicate(&mut seen, t);
+        cx.trigger(&t.object, config);
+    }
+    for c in &config.config_maps {
+        let mut cx = Cx::new(c, &mut errors);
+        cx.metadata(c.object.metadata(), true);
+        cx.duplicate(&mut seen, c);
+    }
+    errors
+}
+
+/// Where errors about the current object go.
+struct Cx<'a> {
+    file: &'a Path,
+    doc: usize,
+    /// `Kind ns/name`; `None` while the name is empty (the document number locates it).
+    label: Option<String>,
+    errors: &'a mut Vec<ConfigError>,
+}
+
+/// First definition of each `(kind, namespace, name)`: file and document.
+type Seen<'a> = HashMap<(&'static str, String, String), (&'a Path, usize)>;
+
+fn root() -> FieldPath {
+    FieldPath::root()
+}
+
+impl<'a> Cx<'a> {
+    fn new<T: Resource>(o: &'a Located<T>, errors: &'a mut Vec<ConfigError>) -> Self {
+        let label = (!o.object.metadata().name.is_empty()).then(|| o.label());
+        Cx {
+            file: &o.file,
+            doc: o.doc,
+            label,
+            errors,
+        }
+    }
+
+    fn err(&mut self, field: FieldPath, message: impl Into<String>) {
+        self.errors.push(
+            ConfigError::file(self.file, message)
+                .with_doc(self.doc)
+                .with_object(self.label.clone())
+                .with_field(field),
+        );
+    }
+
+    fn metadata(&mut self, meta: &ObjectMeta, subdomain: bool) {
+        let path = root().key("metadata");
+        if meta.name.is_empty() {
+            self.err(path.key("name"), "name is required");
+        } else if subdomain && !is_dns1123_subdomain(&meta.name) {
+            self.err(
+                path.key("name"),
+                format!(
+                    "name {:?} is not a DNS-1123 subdomain (lowercase letters, digits, '-' \
+                     and '.', each part starting and ending with a letter or digit)",
+                    meta.name
+                ),
+            );
+        } else if !subdomain && !is_dns1123_label(&meta.name) {
+            self.err(
+                path.key("name"),
+                format!(
+                    "name {:?} is not a DNS-1123 label (at most 63 lowercase letters, digits \
+                     and '-', starting and ending with a letter or digit)",
+                    meta.name
+                ),
+            );
+        }
+        if let Some(ns) = &meta.namespace
+            && !is_dns1123_label(ns)
+        {
+            self.err(
+                path.key("namespace"),
+                format!("namespace {ns:?} is not a DNS-1123 label"),
+            );
+        }
+    }
+
+    fn duplicate<'s, T: Resource>(&mut self, seen: &mut Seen<'s>, o: &'s Located<T>) {
+        let meta = o.object.metadata();
+        if meta.name.is_empty() {
+            return;
+        }
+        let key = (T::KIND, meta.namespace().to_owned(), meta.name.clone());
+        if let Some((file, doc)) = seen.get(&key) {
+            self.err(
+                root().key("metadata").key("name"),
+                format!(
+                    "duplicate {}: first defined in {} (document {}), again in {} (document {})",
+                    o.label(),
+                    file.display(),
+                    doc + 1,
+                    o.file.display(),
+                    o.doc + 1
+                ),
+            );
+        } else {
+            seen.insert(key, (&o.file, o.doc));
+        }
+    }
+
+    fn broker(&mut self, b: &Broker, config: &Config) {
+        let annotations = root().key("metadata").key("annotations");
+        let ann = &b.metadata.annotations;
+        if let Some(class) = ann.get(BROKER_CLASS_ANNOTATION)
+            && class != DEFAULT_BROKER_CLASS
+        {
+            self.err(
+                annotations.key(BROKER_CLASS_ANNOTATION),
+                format!(
+                    "broker class {class} is not supported yet; use {DEFAULT_BROKER_CLASS} \
+                     or remove the annotation"
+                ),
+            );
+        }
+        if let Some(ttl) = ann.get(BROKER_TTL_ANNOTATION)
+            && !ttl.parse::<i32>().is_ok_and(|t| t >= 1)
+        {
+            self.err(
+                annotations.key(BROKER_TTL_ANNOTATION),
+                format!("{ttl:?} is not an integer from 1 to {}", i32::MAX),
+            );
+        }
+        if let Some(size) = ann.get(MAX_EVENT_SIZE_ANNOTATION)
+            && !size.parse::<usize>().is_ok_and(|s| s > 0)
+        {
+            self.err(
+                annotations.key(MAX_EVENT_SIZE_ANNOTATION),
+                format!("{size:?} is not a positive integer (bytes)"),
+            );
+        }
+        let spec = root().key("spec");
+        if let Some(r) = &b.spec.config {
+            let path = spec.key("config");
+            let mut ok = true;
+            if r.kind != "ConfigMap" {
+                ok = false;
+                self.err(
+                    path.key("kind"),
+                    format!("spec.config must reference a ConfigMap, not {:?}", r.kind),
+                );
+            }
+            if let Some(api) = r
+                .api_version
+                .as_deref()
+                .filter(|a| !a.is_empty() && *a != "v1")
+            {
+                ok = false;
+                self.err(
+                    path.key("apiVersion"),
+                    format!("a ConfigMap's apiVersion is v1, not {api:?}"),
+                );
+            }
+            if r.name.is_empty() {
+                ok = false;
+                self.err(path.key("name"), "name is required");
+            }
+            let ns = r
+                .namespace
+                .as_deref()
+                .filter(|n| !n.is_empty())
+                .unwrap_or(b.metadata.namespace());
+            if ok && config.config_map(ns, &r.name).is_none() {
+                self.err(
+                    path,
+                    format!(
+                        "ConfigMap {ns}/{} is not defined in the configuration",
+                        r.name
+                    ),
+                );
+            }
+        }
+        if let Some(d) = &b.spec.delivery {
+            self.delivery(d, spec.key("delivery"));
+        }
+    }
+
+    fn trigger(&mut self, t: &Trigger, config: &Config) {
+        if let Some(v) = t.metadata.annotations.get(IGNORE_INVALID_REPLY_ANNOTATION)
+            && !(v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false"))
+        {
+            self.err(
+                root()
+                    .key("metadata")
+                    .key("annotations")
+                    .key(IGNORE_INVALID_REPLY_ANNOTATION),
+                format!("{v:?} must be \"true\" or \"false\""),
+            );
+        }
+        let spec = root().key("spec");
+        let ns = t.metadata.namespace();
+        if t.spec.broker_ref.is_some() {
+            self.err(
+                spec.key("brokerRef"),
+                "brokerRef (cross-namespace triggers) is not supported yet; use spec.broker",
+            );
+        }
+        if t.spec.broker.is_empty() {
+            self.err(spec.key("broker"), "broker is required");
+        } else if config.broker(ns, &t.spec.broker).is_none() {
+            self.err(
+                spec.key("broker"),
+                format!(
+                    "Broker {ns}/{} is not defined in the configuration",
+                    t.spec.broker
+                ),
+            );
+        }
+        self.destination(&t.spec.subscriber, spec.key("subscriber"));
+        if let Some(filter) = &t.spec.filter {
+            let path = spec.key("filter").key("attributes");
+            for name in filter.attributes.keys() {
+                // Values may be "": the attribute must then exist and be non-empty.
+                self.attribute_name(name, path.key(name));
+            }
+        }
+        let path = spec.key("filters");
+        for (i, f) in t.spec.filters.iter().enumerate() {
+            self.filter(f, path.index(i));
+        }
+        if let Some(d) = &t.spec.delivery {
+            self.delivery(d, spec.key("delivery"));
+        }
+    }
+
+    fn filter(&mut self, f: &SubscriptionsApiFilter, path: FieldPath) {
+        let dialects: Vec<&str> = [
+            ("all", !f.all.is_empty()),
+            ("any", !f.any.is_empty()),
+            ("not", f.not.is_some()),
+            ("exact", !f.exact.is_empty()),
+            ("prefix", !f.prefix.is_empty()),
+            ("suffix", !f.suffix.is_empty()),
+            ("cesql", f.cesql.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect();
+        match dialects.len() {
+            1 => {}
+            0 => self.err(
+                path.clone(),
+                "a filter must set exactly one of all, any, not, exact, prefix, suffix, cesql",
+            ),
+            _ => self.err(
+                path.clone(),
+                format!(
+                    "a filter must set exactly one dialect, this one sets {}; combine several \
+                     with all",
+                    dialects.join(", ")
+                ),
+            ),
+        }
+        for (name, list) in [("all", &f.all), ("any", &f.any)] {
+            for (i, nested) in list.iter().enumerate() {
+                self.filter(nested, path.key(name).index(i));
+            }
+        }
+        if let Some(nested) = &f.not {
+            self.filter(nested, path.key("not"));
+        }
+        for (dialect, map) in [
+            ("exact", &f.exact),
+            ("prefix", &f.prefix),
+            ("suffix", &f.suffix),
+        ] {
+            let path = path.key(dialect);
+            if map.len() > 1 {
+                self.err(
+                    path.clone(),
+                    format!(
+                        "{dialect} must have exactly one attribute, found {}; combine several \
+                         with all",
+                        map.len()
+                    ),
+                );
+            }
+            for (name, value) in map {
+                let at = path.key(name);
+                self.attribute_name(name, at.clone());
+                if value.is_empty() {
+                    self.err(
+                        at,
+                        format!("{dialect} value for {name:?} must not be empty"),
+                    );
+                }
+            }
+        }
+        if f.cesql.is_some() {
+            self.err(path.key("cesql"), CESQL_NOT_SUPPORTED);
+        }
+    }
+
+    fn attribute_name(&mut self, name: &str, at: FieldPath) {
+        if name.is_empty() {
+            self.err(at, "attribute name must not be empty");
+        } else if !is_attribute_name(name) {
+            self.err(
+                at,
+                format!(
+                    "{name:?} is not a CloudEvents attribute name (lowercase letters and \
+                     digits only)"
+                ),
+            );
+        }
+    }
+
+    fn delivery(&mut self, d: &DeliverySpec, path: FieldPath) {
+        if let Some(retry) = d.retry
+            && retry < 0
+        {
+            self.err(
+                path.key("retry"),
+                format!("retry must be 0 or more, not {retry}"),
+            );
+        }
+        let durations = [
+            ("backoffDelay", &d.backoff_delay),
+            ("timeout", &d.timeout),
+            ("retryAfterMax", &d.retry_after_max),
+        ];
+        for (field, value) in durations {
+            let Some(value) = value else { continue };
+            match parse_iso8601(value) {
+                Err(e) => self.err(path.key(field), e.to_string()),
+                Ok(d) if field == "timeout" && d.is_zero() => {
+                    self.err(path.key(field), "timeout must be greater than zero")
+                }
+                Ok(_) => {}
+            }
+        }
+        if let Some(dls) = &d.dead_letter_sink {
+            self.destination(dls, path.key("deadLetterSink"));
+        }
+    }
+
+    fn destination(&mut self, d: &Destination, path: FieldPath) {
+        match (&d.reference, d.uri.as_deref()) {
+            (None, None) => self.err(path, "set ref or uri (or both)"),
+            (None, Some(uri)) => {
+                if !is_absolute_http(uri) {
+                    self.err(
+                        path.key("uri"),
+                        format!(
+                            "{uri:?} is not an absolute http or https URL (required when \
+                             there is no ref)"
+                        ),
+                    );
+                }
+            }
+            (Some(r), uri) => {
+                let at = path.key("ref");
+                if r.kind.is_empty() {
+                    self.err(at.key("kind"), "kind is required");
+                }
+                if r.name.is_empty() {
+                    self.err(at.key("name"), "name is required");
+                }
+                if let Some(uri) = uri
+                    && has_scheme(uri)
+                {
+                    self.err(
+                        path.key("uri"),
+                        format!(
+                            "{uri:?} must be a relative path when ref is set (it is resolved \
+                             against the ref's address)"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// `[a-z0-9]+`, the CloudEvents attribute name syntax.
+fn is_attribute_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// RFC 1123 label as Kubernetes checks it: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, ≤ 63.
+fn is_dns1123_label(s: &str) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = s.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && alnum(bytes[0])
+        && alnum(bytes[bytes.len() - 1])
+        && bytes.iter().all(|&b| alnum(b) || b == b'-')
+}
+
+/// RFC 1123 subdomain: dot-separated labels, ≤ 253 (Kubernetes' object names).
+fn is_dns1123_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns1123_label)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::load::{load_sources, load_str};
+
+    /// A broker `default/default` with ConfigMap `default/cm`; every case adds to it.
+    const BASE: &str = "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: default}\n\
+                        spec: {config: {apiVersion: v1, kind: ConfigMap, name: cm}}\n---\n\
+                        apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\ndata: {a: b}\n";
+    const SUB: &str = "subscriber: {uri: 'http://sink.example/x'}";
+
+    fn trigger(spec: &str) -> String {
+        trigger_meta("{name: t}", spec)
+    }
+
+    fn trigger_meta(meta: &str, spec: &str) -> String {
+        format!(
+            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {meta}\nspec: {spec}\n"
+        )
+    }
+
+    fn broker(meta: &str, spec: &str) -> String {
+        format!(
+            "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {meta}\nspec: {spec}\n"
+        )
+    }
+
+    fn errors_of(extra: &str) -> Vec<ConfigError> {
+        let text = format!("{BASE}---\n{extra}");
+        let objects = load_str(Path::new("cfg.yaml"), &text)
+            .unwrap_or_else(|e| panic!("load failed: {e:?}\n{text}"));
+        validate(&Config::from_objects(objects))
+    }
+
+    /// Each case: extra documents, then the one error expected as
+    /// (object, field, start of message).
+    fn check(cases: &[(String, Option<&str>, &str, &str)]) {
+        for (extra, object, field, message) in cases {
+            let errors = errors_of(extra);
+            assert_eq!(errors.len(), 1, "{extra}\n{errors:#?}");
+            let e = &errors[0];
+            assert_eq!(e.object.as_deref(), *object, "{extra}\n{e}");
+            assert_eq!(e.field.as_deref(), Some(*field), "{extra}\n{e}");
+            assert!(e.message.starts_with(message), "{extra}\n{e}");
+            assert_eq!(e.file, Path::new("cfg.yaml"));
+            assert!(e.doc.is_some());
+        }
+    }
+
+    fn valid(extra: &str) {
+        let errors = errors_of(extra);
+        assert!(errors.is_empty(), "{extra}\n{errors:#?}");
+    }
+
+    const T: Option<&str> = Some("Trigger default/t");
+    const B: Option<&str> = Some("Broker default/b");
+
+    #[test]
+    fn trigger_broker_and_subscriber() {
+        let s = |spec: &str| trigger(spec);
+        check(&[
+            (
+                s(&format!("{{broker: '', {SUB}}}")),
+                T,
+                "spec.broker",
+                "broker is required",
+            ),
+            (
+                s(&format!("{{broker: nope, {SUB}}}")),
+                T,
+                "spec.broker",
+                "Broker default/nope is not defined",
+            ),
+            (
+                trigger_meta(
+                    "{name: t, namespace: team}",
+                    &format!("{{broker: default, {SUB}}}"),
+                ),
+                Some("Trigger team/t"),
+                "spec.broker",
+                "Broker team/default is not defined",
+            ),
+            (
+                s("{broker: default, subscriber: {}}"),
+                T,
+                "spec.subscriber",
+                "set ref or uri",
+            ),
+            (
+                s("{broker: default, subscriber: {uri: /relative}}"),
+                T,
+                "spec.subscriber.uri",
+                "\"/relative\" is not an absolute http or https URL",
+            ),
+            (
+                s("{broker: default, subscriber: {uri: 'ftp://x/y'}}"),
+                T,
+                "spec.subscriber.uri",
+                "\"ftp://x/y\" is not an absolute",
+            ),
+            (
+                s("{broker: default, subscriber: {ref: {kind: '', name: svc}}}"),
+                T,
+                "spec.subscriber.ref.kind",
+                "kind is required",
+            ),
+            (
+                s("{broker: default, subscriber: {ref: {kind: Service, name: ''}}}"),
+                T,
+                "spec.subscriber.ref.name",
+                "name is required",
+            ),
+            (
+                s(
+                    "{broker: default, subscriber: {ref: {kind: Service, name: s}, uri: 'http://a/b'}}",
+                ),
+                T,
+                "spec.subscriber.uri",
+                "\"http://a/b\" must be a relative path when ref is set",
+            ),
+            (
+                s(&format!(
+                    "{{broker: default, brokerRef: {{kind: Broker, name: x}}, {SUB}}}"
+                )),
+                T,
+                "spec.brokerRef",
+                "brokerRef (cross-namespace triggers) is not supported yet",
+            ),
+            (
+                trigger_meta(
+                    "{name: t, annotations: {cebus.dev/ignore-invalid-reply: maybe}}",
+                    &format!("{{broker: default, {SUB}}}"),
+                ),
+                T,
+                "metadata.annotations[\"cebus.dev/ignore-invalid-reply\"]",
+                "\"maybe\" must be \"true\" or \"false\"",
+            ),
+        ]);
+        valid(&s(
+            "{broker: default, subscriber: {ref: {apiVersion: v1, kind: Service, name: s}, uri: /x}}",
+        ));
+        valid(&s(
+            "{broker: default, subscriber: {ref: {kind: Service, name: s}}}",
+        ));
+    }
+
+    #[test]
+    fn filters() {
+        let f = |filters: &str| trigger(&format!("{{broker: default, {SUB}, filters: {filters}}}"));
+        check(&[
+            (
+                f("[{exact: {type: a}, prefix: {source: b}}]"),
+                T,
+                "spec.filters[0]",
+                "a filter must set exactly one dialect, this one sets exact, prefix",
+            ),
+            (
+                f("[{}]"),
+                T,
+                "spec.filters[0]",
+                "a filter must set exactly one of all, any",
+            ),
+            (
+                f("[{exact: {type: a}}, {exact: {type: a, source: b}}]"),
+                T,
+                "spec.filters[1].exact",
+                "exact must have exactly one attribute, found 2",
+            ),
+            (
+                f("[{exact: {'': a}}]"),
+                T,
+                "spec.filters[0].exact[\"\"]",
+                "attribute name must not be empty",
+            ),
+            (
+                f("[{exact: {type: ''}}]"),
+                T,
+                "spec.filters[0].exact.type",
+                "exact value for \"type\" must not be empty",
+            ),
+            (
+                f("[{prefix: {source: ''}}]"),
+                T,
+                "spec.filters[0].prefix.source",
+                "prefix value for \"source\" must not be empty",
+            ),
+            (
+                f("[{suffix: {Type: a}}]"),
+                T,
+                "spec.filters[0].suffix.Type",
+                "\"Type\" is not a CloudEvents attribute name",
+            ),
+            (
+                f("[{prefix: {my-ext: a}}]"),
+                T,
+                "spec.filters[0].prefix.my-ext",
+                "\"my-ext\" is not a CloudEvents attribute name",
+            ),
+            (
+                f("[{all: [{exact: {type: a}}, {suffix: {type: ''}}]}]"),
+                T,
+                "spec.filters[0].all[1].suffix.type",
+                "suffix value for \"type\" must not be empty",
+            ),
+            (
+                f("[{any: [{exact: {type: a}}, {not: {cesql: \"type = 'a'\"}}]}]"),
+                T,
+                "spec.filters[0].any[1].not.cesql",
+                CESQL_NOT_SUPPORTED,
+            ),
+            (
+                f("[{cesql: \"type = 'a'\"}]"),
+                T,
+                "spec.filters[0].cesql",
+                CESQL_NOT_SUPPORTED,
+            ),
+            (
+                f("[{not: {all: [{}]}}]"),
+                T,
+                "spec.filters[0].not.all[0]",
+                "a filter must set exactly one of",
+            ),
+        ]);
+        valid(&f(
+            "[{all: [{exact: {type: a}}, {any: [{prefix: {source: x}}, {not: {suffix: {subject: z}}}]}]}]",
+        ));
+    }
+
+    #[test]
+    fn legacy_filter_attributes() {
+        let f = |attrs: &str| {
+            trigger(&format!(
+                "{{broker: default, {SUB}, filter: {{attributes: {attrs}}}}}"
+            ))
+        };
+        check(&[
+            (
+                f("{'': x}"),
+                T,
+                "spec.filter.attributes[\"\"]",
+                "attribute name must not be empty",
+            ),
+            (
+                f("{Type: x}"),
+                T,
+                "spec.filter.attributes.Type",
+                "\"Type\" is not a CloudEvents attribute name",
+            ),
+        ]);
+        // "" means "must exist and be non-empty"; an empty map matches everything.
+        valid(&f("{type: '', source: x}"));
+        valid(&f("{}"));
+    }
+
+    #[test]
+    fn delivery() {
+        let t = |d: &str| trigger(&format!("{{broker: default, {SUB}, delivery: {d}}}"));
+        check(&[
+            (
+                t("{retry: -1}"),
+                T,
+                "spec.delivery.retry",
+                "retry must be 0 or more, not -1",
+            ),
+            (
+                t("{backoffDelay: P1M}"),
+                T,
+                "spec.delivery.backoffDelay",
+                "\"P1M\": years and months",
+            ),
+            (
+                t("{backoffDelay: 1s}"),
+                T,
+                "spec.delivery.backoffDelay",
+                "\"1s\" is not an ISO-8601",
+            ),
+            (
+                t("{timeout: PT0S}"),
+                T,
+                "spec.delivery.timeout",
+                "timeout must be greater than zero",
+            ),
+            (
+                t("{timeout: PT}"),
+                T,
+                "spec.delivery.timeout",
+                "\"PT\": duration has no components",
+            ),
+            (
+                t("{retryAfterMax: -PT1S}"),
+                T,
+                "spec.delivery.retryAfterMax",
+                "\"-PT1S\": negative",
+            ),
+            (
+                t("{deadLetterSink: {}}"),
+                T,
+                "spec.delivery.deadLetterSink",
+                "set ref or uri",
+            ),
+            (
+                t("{deadLetterSink: {uri: /dead}}"),
+                T,
+                "spec.delivery.deadLetterSink.uri",
+                "\"/dead\" is not an absolute",
+            ),
+            (
+                t("{deadLetterSink: {ref: {kind: Service, name: ''}}}"),
+                T,
+                "spec.delivery.deadLetterSink.ref.name",
+                "name is required",
+            ),
+            (
+                broker("{name: b}", "{delivery: {retry: -2}}"),
+                B,
+                "spec.delivery.retry",
+                "retry must be 0 or more",
+            ),
+            (
+                broker("{name: b}", "{delivery: {deadLetterSink: {uri: 'x'}}}"),
+                B,
+                "spec.delivery.deadLetterSink.uri",
+                "\"x\" is not an absolute",
+            ),
+        ]);
+        valid(&t(
+            "{retry: 0, backoffPolicy: linear, backoffDelay: PT0S, timeout: PT0.5S, retryAfterMax: PT1M, \
+             deadLetterSink: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}, uri: /dls}}",
+        ));
+    }
+
+    #[test]
+    fn broker_annotations_and_config() {
+        let ann =
+            |k: &str, v: &str| broker(&format!("{{name: b, annotations: {{{k}: '{v}'}}}}"), "{}");
+        let class = "metadata.annotations[\"eventing.knative.dev/broker.class\"]";
+        let ttl = "metadata.annotations[\"cebus.dev/broker-ttl\"]";
+        let size = "metadata.annotations[\"cebus.dev/max-event-size\"]";
+        check(&[
+            (
+                ann(BROKER_CLASS_ANNOTATION, "Kafka"),
+                B,
+                class,
+                "broker class Kafka is not supported yet",
+            ),
+            (
+                ann(BROKER_TTL_ANNOTATION, "0"),
+                B,
+                ttl,
+                "\"0\" is not an integer from 1 to 2147483647",
+            ),
+            (
+                ann(BROKER_TTL_ANNOTATION, "-3"),
+                B,
+                ttl,
+                "\"-3\" is not an integer",
+            ),
+            (
+                ann(BROKER_TTL_ANNOTATION, "ten"),
+                B,
+                ttl,
+                "\"ten\" is not an integer",
+            ),
+            (
+                ann(BROKER_TTL_ANNOTATION, "2147483648"),
+                B,
+                ttl,
+                "\"2147483648\" is not an integer",
+            ),
+            (
+                ann(MAX_EVENT_SIZE_ANNOTATION, "0"),
+                B,
+                size,
+                "\"0\" is not a positive integer",
+            ),
+            (
+                ann(MAX_EVENT_SIZE_ANNOTATION, "1MiB"),
+                B,
+                size,
+                "\"1MiB\" is not a positive integer",
+            ),
+            (
+                broker("{name: b}", "{config: {kind: Secret, name: cm}}"),
+                B,
+                "spec.config.kind",
+                "spec.config must reference a ConfigMap, not \"Secret\"",
+            ),
+            (
+                broker(
+                    "{name: b}",
+                    "{config: {apiVersion: v2, kind: ConfigMap, name: cm}}",
+                ),
+                B,
+                "spec.config.apiVersion",
+                "a ConfigMap's apiVersion is v1",
+            ),
+            (
+                broker("{name: b}", "{config: {kind: ConfigMap, name: ''}}"),
+                B,
+                "spec.config.name",
+                "name is required",
+            ),
+            (
+                broker("{name: b}", "{config: {kind: ConfigMap, name: nope}}"),
+                B,
+                "spec.config",
+                "ConfigMap default/nope is not defined",
+            ),
+            (
+                broker(
+                    "{name: b}",
+                    "{config: {kind: ConfigMap, name: cm, namespace: other}}",
+                ),
+                B,
+                "spec.config",
+                "ConfigMap other/cm is not defined",
+            ),
+        ]);
+        valid(&ann(BROKER_CLASS_ANNOTATION, DEFAULT_BROKER_CLASS));
+        valid(&ann(BROKER_TTL_ANNOTATION, "2147483647"));
+        valid(&ann(MAX_EVENT_SIZE_ANNOTATION, "1048576"));
+        // The ConfigMap's namespace defaults to the broker's.
+        valid(&format!(
+            "{}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: kcfg, namespace: team}}\n",
+            broker(
+                "{name: b, namespace: team}",
+                "{config: {kind: ConfigMap, name: kcfg}}"
+            )
+        ));
+    }
+
+    #[test]
+    fn names() {
+        let spec = format!("{{broker: default, {SUB}}}");
+        check(&[
+            (
+                trigger_meta("{name: Bad_Name}", &spec),
+                Some("Trigger default/Bad_Name"),
+                "metadata.name",
+                "name \"Bad_Name\" is not a DNS-1123 label",
+            ),
+            (
+                trigger_meta(&format!("{{name: {}}}", "a".repeat(64)), &spec),
+                Some(&*format!("Trigger default/{}", "a".repeat(64))),
+                "metadata.name",
+                "name \"aaaa",
+            ),
+            (
+                trigger_meta("{labels: {a: b}}", &spec),
+                None,
+                "metadata.name",
+                "name is required",
+            ),
+            (
+                broker("{name: -b}", "{}"),
+                Some("Broker default/-b"),
+                "metadata.name",
+                "name \"-b\" is not a DNS-1123 label",
+            ),
+            (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: My.Config}\n".into(),
+                Some("ConfigMap default/My.Config"),
+                "metadata.name",
+                "name \"My.Config\" is not a DNS-1123 subdomain",
+            ),
+        ]);
+        valid("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: config.kafka-broker}\n");
+        // (The trigger's broker is then missing too: two errors.)
+        let errors = errors_of(&trigger_meta("{name: t, namespace: Team}", &spec));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.object.as_deref() == Some("Trigger Team/t")
+                    && e.field.as_deref() == Some("metadata.namespace")
+                    && e.message == "namespace \"Team\" is not a DNS-1123 label"),
+            "{errors:#?}"
+        );
+        // Same name, different kinds or namespaces: no clash.
+        valid(&format!(
+            "{}---\n{}---\n{}",
+            broker("{name: t}", "{}"),
+            trigger(&spec),
+            trigger_meta(
+                "{name: t, namespace: other}",
+                "{broker: default, subscriber: {uri: 'http://a'}}"
+            )
+            .replace("broker: default", "broker: b2")
+                + "---\n"
+                + &broker("{name: b2, namespace: other}", "{}")
+        ));
+    }
+
+    #[test]
+    fn duplicates_name_both_files() {
+        let t = trigger(&format!("{{broker: default, {SUB}}}"));
+        let config = load_sources([
+            (PathBuf::from("a.yaml"), format!("{BASE}---\n{t}")),
+            (
+                PathBuf::from("b.yaml"),
+                format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: other}}\n---\n{t}"),
+            ),
+        ])
+        .unwrap();
+        let errors = validate(&config);
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        let e = &errors[0];
+        assert_eq!(
+            e.to_string(),
+            "b.yaml: Trigger default/t: metadata.name: duplicate Trigger default/t: \
+             first defined in a.yaml (document 3), again in b.yaml (document 2)"
+        );
+    }
+
+    #[test]
+    fn every_error_is_collected() {
+        let errors = errors_of(&trigger(
+            "{broker: nope, subscriber: {}, filters: [{cesql: x}, {exact: {type: ''}}], delivery: {retry: -1}}",
+        ));
+        let fields: Vec<_> = errors.iter().filter_map(|e| e.field.as_deref()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.broker",
+                "spec.subscriber",
+                "spec.filters[0].cesql",
+                "spec.filters[1].exact.type",
+                "spec.delivery.retry"
+            ]
+        );
+    }
+
+    #[test]
+    fn trigger_spec_schema_builds() {
+        let schema = schemars::schema_for!(crate::types::TriggerSpec);
+        let json = serde_json::to_value(&schema).unwrap();
+        let props = &json["properties"];
+        for field in ["broker", "filter", "filters", "subscriber", "delivery"] {
+            assert!(props.get(field).is_some(), "{field} missing in {json}");
+        }
+        assert_eq!(
+            json["required"],
+            serde_json::json!(["broker", "subscriber"])
+        );
+        let _ = schemars::schema_for!(crate::types::BrokerSpec);
+    }
+}
