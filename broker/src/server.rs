@@ -116,6 +116,8 @@ impl Server {
             .pool_idle_timeout(Duration::from_secs(90))
             .connect_timeout(Duration::from_secs(10))
             .tcp_nodelay(true)
+            // 3xx is a terminal answer in Knative's contract, not something to follow.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("HTTP client configuration is static and valid");
         let shared = Arc::new(Shared {
