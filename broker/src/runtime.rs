@@ -107,7 +107,19 @@ pub struct TriggerRuntime {
 #[derive(Debug)]
 struct Work {
     envelope: Arc<Envelope>,
-    ack: Arc<AckTracker>,
+    _ack: Ack,
+}
+
+/// This trigger's share of a record's acknowledgement, given when dropped: after
+/// the delivery finished, when the trigger is gone, and even if a delivery task
+/// panicked — so channel capacity can never leak.
+#[derive(Debug)]
+struct Ack(Arc<AckTracker>);
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        self.0.done();
+    }
 }
 
 /// Acknowledges a channel record once every matching trigger is done with it.
@@ -271,12 +283,11 @@ async fn fan_out(broker: Arc<BrokerRuntime>) {
         for t in matched {
             let work = Work {
                 envelope: record.envelope.clone(),
-                ack: ack.clone(),
+                _ack: Ack(ack.clone()),
             };
-            if let Err(mpsc::error::SendError(work)) = t.tx.send(work) {
-                // The trigger's dispatcher is gone (it was removed): nothing to deliver.
-                work.ack.done();
-            }
+            // A send error means the trigger's dispatcher is gone (it was removed):
+            // dropping the work acknowledges this trigger's share.
+            let _ = t.tx.send(work);
         }
     }
     // Closed and drained: let the dispatchers finish their queues and end.
@@ -314,7 +325,7 @@ async fn dispatch(
             let outcome = deliver::deliver(&work.envelope, &plan, &ctx).await;
             ctx.counters.outcome(outcome).inc();
             drop(permit);
-            work.ack.done();
+            drop(work);
         });
     }
 }

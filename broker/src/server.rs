@@ -109,6 +109,9 @@ impl Server {
         };
         let first = load_plan(&opts.config_path, &plan_opts).map_err(StartError::Config)?;
 
+        // One TLS stack for the process: rustls with ring (a no-op if the binary
+        // already installed it).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let metrics = Arc::new(Metrics::default());
         let prometheus = Arc::new(metrics.registry());
         let client = reqwest::Client::builder()
