@@ -15,7 +15,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::metrics::{DeliveryOutcome, TriggerCounters};
 use crate::plan::TriggerPlan;
-use crate::runtime::{BrokerRuntime, IngestError};
+use crate::runtime::{BrokerRuntime, Incoming, IngestError};
 
 /// `Prefer: reply`, which Knative sends to subscribers.
 const PREFER: HeaderName = HeaderName::from_static("prefer");
@@ -280,7 +280,11 @@ async fn handle_reply(
             };
             let ttl = Some(envelope.ttl.to_string());
             match broker
-                .ingest(vec![(event, ttl, envelope.headers.clone())])
+                .ingest(vec![Incoming {
+                    event,
+                    ttl,
+                    headers: envelope.headers.clone(),
+                }])
                 .await
             {
                 Ok(()) => {

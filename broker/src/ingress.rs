@@ -16,7 +16,7 @@ use cebus_events::http::{Decoded, decode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prometheus_client::registry::Registry as PromRegistry;
 
-use crate::runtime::{IngestError, Registry};
+use crate::runtime::{Incoming, IngestError, Registry};
 
 /// Methods the broker endpoint allows.
 const ALLOW: &str = "POST, OPTIONS";
@@ -181,7 +181,11 @@ async fn broker_endpoint(
         let ttl = event
             .remove(attr::KNATIVE_BROKER_TTL)
             .map(|v| v.as_str().into_owned());
-        batch.push((event, ttl, headers.clone()));
+        batch.push(Incoming {
+            event,
+            ttl,
+            headers: headers.clone(),
+        });
     }
     if batch.is_empty() {
         return StatusCode::ACCEPTED.into_response();

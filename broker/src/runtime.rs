@@ -68,6 +68,17 @@ pub enum IngestError {
     Channel(#[from] ChannelError),
 }
 
+/// One validated event on its way into a broker.
+#[derive(Debug)]
+pub struct Incoming {
+    /// The event, without `knativebrokerttl`.
+    pub event: Event,
+    /// The `knativebrokerttl` it arrived with, if any.
+    pub ttl: Option<String>,
+    /// Headers to forward to subscribers.
+    pub headers: Vec<(String, String)>,
+}
+
 /// Broker settings that can change without replacing the broker.
 #[derive(Debug, Clone)]
 pub struct BrokerSettings {
@@ -172,14 +183,16 @@ impl BrokerRuntime {
 
     /// Validated events in, stored or refused as a whole. `ttl` of each is the
     /// incoming `knativebrokerttl` (absent for new events); it is decremented here.
-    pub async fn ingest(
-        &self,
-        events: Vec<(Event, Option<String>, Vec<(String, String)>)>,
-    ) -> Result<(), IngestError> {
+    pub async fn ingest(&self, events: Vec<Incoming>) -> Result<(), IngestError> {
         let settings = self.settings.load();
         let arrival = rfc3339(SystemTime::now());
         let mut batch = Vec::with_capacity(events.len());
-        for (index, (mut event, ttl, headers)) in events.into_iter().enumerate() {
+        for (index, incoming) in events.into_iter().enumerate() {
+            let Incoming {
+                mut event,
+                ttl,
+                headers,
+            } = incoming;
             let ttl =
                 cebus_triggers::ttl_on_ingress(ttl.as_deref(), settings.max_ttl).map_err(|e| {
                     IngestError::Ttl {

@@ -107,6 +107,9 @@ impl Server {
             ingress_base: format!("http://{local_addr}"),
             max_event_size: opts.max_event_size,
         };
+        // Fingerprint before loading: an edit that lands between the two is seen as
+        // a change by the watcher (and applied), never missed.
+        let seen = fingerprint(&opts.config_path);
         let first = load_plan(&opts.config_path, &plan_opts).map_err(StartError::Config)?;
 
         // One TLS stack for the process: rustls with ring (a no-op if the binary
@@ -149,6 +152,7 @@ impl Server {
         });
         http.spawn(watch(
             opts.config_path.clone(),
+            seen,
             plan_opts,
             opts.reload_interval,
             registry.clone(),
@@ -228,12 +232,12 @@ fn fingerprint(path: &Path) -> Option<u64> {
 /// including editors that replace files and Kubernetes ConfigMap volumes.
 async fn watch(
     path: PathBuf,
+    mut last: Option<u64>,
     opts: PlanOptions,
     every: Duration,
     registry: Arc<Registry>,
     stop: CancellationToken,
 ) {
-    let mut last = fingerprint(&path);
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

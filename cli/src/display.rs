@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -15,7 +17,15 @@ pub struct DisplayArgs {
     /// Listen address.
     #[arg(long, default_value = "127.0.0.1:8081")]
     addr: SocketAddr,
+    /// Print only a count of received events once a second (for load tests).
+    #[arg(long)]
+    quiet: bool,
 }
+
+/// Events received, for `--quiet`.
+static RECEIVED: AtomicU64 = AtomicU64::new(0);
+/// Whether to print each event.
+static QUIET: AtomicBool = AtomicBool::new(false);
 
 /// Renders an event the way Knative's event_display does.
 pub fn render(event: &cebus_events::Event) -> String {
@@ -36,6 +46,15 @@ pub fn render(event: &cebus_events::Event) -> String {
 }
 
 async fn receive(headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
+    if QUIET.load(Ordering::Relaxed) {
+        return match decode(&headers, body) {
+            Ok(d) => {
+                RECEIVED.fetch_add(d.into_events().len() as u64, Ordering::Relaxed);
+                (StatusCode::ACCEPTED, String::new())
+            }
+            Err(e) => (StatusCode::BAD_REQUEST, e.to_string()),
+        };
+    }
     match decode(&headers, body) {
         Ok(Decoded::Single(e)) => {
             println!("{}", render(&e));
@@ -53,6 +72,21 @@ async fn receive(headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
 
 /// Runs `cebus display` until ctrl-c.
 pub async fn display(args: DisplayArgs) -> anyhow::Result<ExitCode> {
+    if args.quiet {
+        QUIET.store(true, Ordering::Relaxed);
+        tokio::spawn(async {
+            let mut last = 0;
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let now = RECEIVED.load(Ordering::Relaxed);
+                if now != last {
+                    println!("received {now} events ({}/s)", now - last);
+                    last = now;
+                }
+            }
+        });
+    }
     let app = Router::new().route("/", post(receive)).fallback(receive);
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     eprintln!(

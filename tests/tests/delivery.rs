@@ -47,15 +47,33 @@ async fn gives_up_after_retry_plus_one_attempts_and_dead_letters() {
     let e = dead.event();
     assert_eq!(e.id(), "e1");
     assert_eq!(e.get_str("time").as_deref(), Some("2020-01-01T00:00:00Z"));
-    assert_eq!(e.data().map(|d| &d[..]), Some(&[0u8, 159, 146, 150][..]), "original data");
-    assert_eq!(e.get_str("knativeerrordest").as_deref(), Some(sub.url().as_str()));
+    assert_eq!(
+        e.data().map(|d| &d[..]),
+        Some(&[0u8, 159, 146, 150][..]),
+        "original data"
+    );
+    assert_eq!(
+        e.get_str("knativeerrordest").as_deref(),
+        Some(sub.url().as_str())
+    );
     assert_eq!(e.get_str("knativeerrorcode").as_deref(), Some("500"));
     let data = e.get_str("knativeerrordata").expect("knativeerrordata");
-    let decoded = base64::engine::general_purpose::STANDARD.decode(data.as_bytes()).unwrap();
-    assert_eq!(decoded, body[..1024], "first 1024 bytes of the response body");
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(data.as_bytes())
+        .unwrap();
+    assert_eq!(
+        decoded,
+        body[..1024],
+        "first 1024 bytes of the response body"
+    );
     dls.expect_no_more_than(1, Duration::from_millis(200)).await;
     assert_eq!(sub.received().len(), 3);
-    assert!(cebus.metrics().await.contains("trigger=\"t\",outcome=\"DeadLettered\"} 1"));
+    assert!(
+        cebus
+            .metrics()
+            .await
+            .contains("trigger=\"t\",outcome=\"DeadLettered\"} 1")
+    );
 }
 
 #[tokio::test]
@@ -63,7 +81,11 @@ async fn retryable_and_terminal_answers() {
     // Each status is answered once, then the subscriber succeeds.
     let retryable = [500, 502, 503, 404, 408, 409, 429];
     let terminal = [301, 302, 400, 401, 403, 413, 422];
-    for (status, retried) in retryable.iter().map(|s| (*s, true)).chain(terminal.iter().map(|s| (*s, false))) {
+    for (status, retried) in retryable
+        .iter()
+        .map(|s| (*s, true))
+        .chain(terminal.iter().map(|s| (*s, false)))
+    {
         let sub = Sink::start().await;
         sub.script([Reply::status(status).header("location", "http://127.0.0.1:1/")]);
         let dls = Sink::start().await;
@@ -72,13 +94,21 @@ async fn retryable_and_terminal_answers() {
             dls.url()
         ));
         let cebus = Cebus::start(&broker_yaml("default", "", &[("t", &spec, &sub.url())])).await;
-        assert_eq!(post_binary(&cebus.broker_url("default", "default"), "x", "t", "{}").await.0, 202);
+        assert_eq!(
+            post_binary(&cebus.broker_url("default", "default"), "x", "t", "{}")
+                .await
+                .0,
+            202
+        );
         if retried {
             sub.wait_for(2, WAIT).await;
             dls.expect_no_more_than(0, Duration::from_millis(200)).await;
         } else {
             let dead = &dls.wait_for(1, WAIT).await[0];
-            assert_eq!(dead.event().get_str("knativeerrorcode").as_deref(), Some(status.to_string().as_str()));
+            assert_eq!(
+                dead.event().get_str("knativeerrorcode").as_deref(),
+                Some(status.to_string().as_str())
+            );
             assert_eq!(sub.received().len(), 1, "{status} is terminal: no retry");
         }
     }
@@ -86,15 +116,23 @@ async fn retryable_and_terminal_answers() {
 
 #[tokio::test]
 async fn exponential_and_linear_backoff_spacing() {
-    for (policy, want_ms) in [("exponential", [100u64, 200, 400]), ("linear", [100, 200, 300])] {
+    for (policy, want_ms) in [
+        ("exponential", [100u64, 200, 400]),
+        ("linear", [100, 200, 300]),
+    ] {
         let sub = Sink::start_with(Reply::status(503)).await;
-        let spec = delivery(&format!("{{retry: 3, backoffPolicy: {policy}, backoffDelay: PT0.1S}}"));
+        let spec = delivery(&format!(
+            "{{retry: 3, backoffPolicy: {policy}, backoffDelay: PT0.1S}}"
+        ));
         let cebus = Cebus::start(&broker_yaml("default", "", &[("t", &spec, &sub.url())])).await;
         post_binary(&cebus.broker_url("default", "default"), "x", "t", "{}").await;
         let got = sub.wait_for(4, WAIT).await;
         for (gap, want) in gaps(&got).into_iter().zip(want_ms) {
             // Lower bounds only: the wait may be longer on a busy machine, never shorter.
-            assert!(gap >= Duration::from_millis(want * 9 / 10), "{policy}: gap {gap:?} < {want}ms");
+            assert!(
+                gap >= Duration::from_millis(want * 9 / 10),
+                "{policy}: gap {gap:?} < {want}ms"
+            );
         }
         sub.expect_no_more_than(4, Duration::from_millis(300)).await;
     }
@@ -108,7 +146,11 @@ async fn retry_after_is_honoured_on_429_and_503_and_capped() {
     let cebus = Cebus::start(&broker_yaml("default", "", &[("t", &spec, &sub.url())])).await;
     post_binary(&cebus.broker_url("default", "default"), "x", "t", "{}").await;
     let got = sub.wait_for(2, WAIT).await;
-    assert!(gaps(&got)[0] >= Duration::from_millis(900), "waited {:?}", gaps(&got)[0]);
+    assert!(
+        gaps(&got)[0] >= Duration::from_millis(900),
+        "waited {:?}",
+        gaps(&got)[0]
+    );
 
     // Capped by retryAfterMax.
     let sub = Sink::start().await;
@@ -117,7 +159,11 @@ async fn retry_after_is_honoured_on_429_and_503_and_capped() {
     let cebus = Cebus::start(&broker_yaml("default", "", &[("t", &spec, &sub.url())])).await;
     post_binary(&cebus.broker_url("default", "default"), "x", "t", "{}").await;
     let got = sub.wait_for(2, WAIT).await;
-    assert!(gaps(&got)[0] >= Duration::from_millis(270), "waited {:?}", gaps(&got)[0]);
+    assert!(
+        gaps(&got)[0] >= Duration::from_millis(270),
+        "waited {:?}",
+        gaps(&got)[0]
+    );
 
     // Not honoured on 500: the next attempt follows the backoff, long before 30 s.
     let sub = Sink::start().await;
@@ -145,13 +191,21 @@ async fn timeout_is_per_attempt_and_dead_letters_without_a_code() {
     let e = dead.event();
     assert!(e.get("knativeerrorcode").is_none(), "no response, no code");
     assert!(e.get("knativeerrordata").is_none());
-    assert_eq!(e.get_str("knativeerrordest").as_deref(), Some(sub.url().as_str()));
+    assert_eq!(
+        e.get_str("knativeerrordest").as_deref(),
+        Some(sub.url().as_str())
+    );
 }
 
 #[tokio::test]
 async fn no_dead_letter_sink_means_a_counted_drop() {
     let sub = Sink::start_with(Reply::status(400)).await;
-    let cebus = Cebus::start(&broker_yaml("default", "", &[("t", &delivery("{retry: 0}"), &sub.url())])).await;
+    let cebus = Cebus::start(&broker_yaml(
+        "default",
+        "",
+        &[("t", &delivery("{retry: 0}"), &sub.url())],
+    ))
+    .await;
     post_binary(&cebus.broker_url("default", "default"), "x", "t", "{}").await;
     sub.wait_for(1, WAIT).await;
     let mut metrics = String::new();
@@ -167,7 +221,13 @@ async fn no_dead_letter_sink_means_a_counted_drop() {
 
 #[tokio::test]
 async fn replies_re_enter_the_broker_and_202_is_never_a_reply() {
-    let replier = Sink::start_with(Reply::event(200, "r1", "com.example.reply", "{\"ok\":true}")).await;
+    let replier = Sink::start_with(Reply::event(
+        200,
+        "r1",
+        "com.example.reply",
+        "{\"ok\":true}",
+    ))
+    .await;
     let acceptor = Sink::start_with(Reply::event(202, "r2", "com.example.reply", "{}")).await;
     let replies = Sink::start().await;
     let f = |ty: &str| format!("  filter:\n    attributes:\n      type: {ty}\n");
@@ -192,7 +252,9 @@ async fn replies_re_enter_the_broker_and_202_is_never_a_reply() {
 
     post_binary(&url, "q2", "com.example.other", "{}").await;
     acceptor.wait_for(1, WAIT).await;
-    replies.expect_no_more_than(1, Duration::from_millis(400)).await;
+    replies
+        .expect_no_more_than(1, Duration::from_millis(400))
+        .await;
 }
 
 #[tokio::test]
@@ -202,18 +264,35 @@ async fn reply_loops_end_when_the_hop_budget_is_spent() {
     let yaml = broker_yaml(
         "default",
         "  annotations:\n    cebus.dev/broker-ttl: \"5\"\n",
-        &[("looper", "  filter:\n    attributes:\n      type: loop\n", &looper.url())],
+        &[(
+            "looper",
+            "  filter:\n    attributes:\n      type: loop\n",
+            &looper.url(),
+        )],
     );
     let cebus = Cebus::start(&yaml).await;
-    post_binary(&cebus.broker_url("default", "default"), "start", "loop", "{}").await;
+    post_binary(
+        &cebus.broker_url("default", "default"),
+        "start",
+        "loop",
+        "{}",
+    )
+    .await;
     // Hops with budget 5, 4, 3, 2, 1 are delivered; the reply to the last is dropped.
     looper.wait_for(5, WAIT).await;
-    looper.expect_no_more_than(5, Duration::from_millis(500)).await;
+    looper
+        .expect_no_more_than(5, Duration::from_millis(500))
+        .await;
 }
 
 #[tokio::test]
 async fn a_body_that_is_not_a_cloudevent_fails_the_attempt_unless_opted_out() {
-    let sub = Sink::start_with(Reply::status(200).header("content-type", "text/plain").body("hello")).await;
+    let sub = Sink::start_with(
+        Reply::status(200)
+            .header("content-type", "text/plain")
+            .body("hello"),
+    )
+    .await;
     let dls = Sink::start().await;
     let spec = delivery(&format!(
         "{{retry: 1, backoffDelay: PT0.01S, deadLetterSink: {{uri: \"{}\"}}}}",
@@ -222,13 +301,22 @@ async fn a_body_that_is_not_a_cloudevent_fails_the_attempt_unless_opted_out() {
     let cebus = Cebus::start(&broker_yaml("default", "", &[("t", &spec, &sub.url())])).await;
     post_binary(&cebus.broker_url("default", "default"), "x", "t", "{}").await;
     let dead = &dls.wait_for(1, WAIT).await[0];
-    assert_eq!(sub.received().len(), 2, "the invalid reply failed both attempts");
+    assert_eq!(
+        sub.received().len(),
+        2,
+        "the invalid reply failed both attempts"
+    );
     let e = dead.event();
     assert_eq!(e.get_str("knativeerrorcode").as_deref(), Some("200"));
     assert_eq!(e.get_str("knativeerrordata").as_deref(), Some("aGVsbG8="));
 
     // The same subscriber behind a trigger that opts out is simply done.
-    let sub = Sink::start_with(Reply::status(200).header("content-type", "text/plain").body("hello")).await;
+    let sub = Sink::start_with(
+        Reply::status(200)
+            .header("content-type", "text/plain")
+            .body("hello"),
+    )
+    .await;
     let yaml = format!(
         "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: default\n---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t\n  annotations:\n    cebus.dev/ignore-invalid-reply: \"true\"\nspec:\n  broker: default\n  subscriber:\n    uri: {}\n  delivery: {{retry: 3, backoffDelay: PT0.01S}}\n",
         sub.url()
@@ -246,7 +334,10 @@ async fn json_format_and_forwarded_headers() {
     let yaml = broker_yaml(
         "default",
         "",
-        &[("json", &delivery("{format: json}"), &sub.url()), ("bin", "", &bin.url())],
+        &[
+            ("json", &delivery("{format: json}"), &sub.url()),
+            ("bin", "", &bin.url()),
+        ],
     );
     let cebus = Cebus::start(&yaml).await;
     let (status, _) = post(
@@ -257,7 +348,10 @@ async fn json_format_and_forwarded_headers() {
             ("ce-source", "/s"),
             ("ce-type", "t"),
             ("content-type", "application/json"),
-            ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
             ("tracestate", "congo=t61rcWkgMzE"),
             ("x-request-id", "req-7"),
             ("knative-custom", "kv"),
@@ -268,15 +362,24 @@ async fn json_format_and_forwarded_headers() {
     .await;
     assert_eq!(status, 202);
     let r = &sub.wait_for(1, WAIT).await[0];
-    assert_eq!(r.header("content-type"), Some("application/cloudevents+json"));
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/cloudevents+json")
+    );
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["id"], "h1");
     assert_eq!(v["data"]["a"], 1);
-    assert!(r.header("ce-id").is_none(), "structured mode has no ce- headers");
+    assert!(
+        r.header("ce-id").is_none(),
+        "structured mode has no ce- headers"
+    );
     for r in [r, &bin.wait_for(1, WAIT).await[0]] {
         assert_eq!(r.header("prefer"), Some("reply"));
         assert_eq!(r.header("kn-namespace"), Some("default"));
-        assert_eq!(r.header("traceparent"), Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
+        assert_eq!(
+            r.header("traceparent"),
+            Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        );
         assert_eq!(r.header("tracestate"), Some("congo=t61rcWkgMzE"));
         assert_eq!(r.header("x-request-id"), Some("req-7"));
         assert_eq!(r.header("knative-custom"), Some("kv"));
@@ -301,7 +404,11 @@ async fn trigger_delivery_fields_win_and_the_broker_fills_gaps() {
     .await;
     post_binary(&cebus.broker_url("default", "default"), "x", "t", "{}").await;
     dls.wait_for(1, WAIT).await;
-    assert_eq!(sub.received().len(), 2, "the trigger's retry: 1 wins over the broker's 5");
+    assert_eq!(
+        sub.received().len(),
+        2,
+        "the trigger's retry: 1 wins over the broker's 5"
+    );
 }
 
 #[tokio::test]

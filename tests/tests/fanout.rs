@@ -22,7 +22,16 @@ async fn send(url: &str, id: &str, ty: &str, source: &str, ext: Option<(&str, &s
 
 #[tokio::test]
 async fn events_reach_exactly_the_matching_triggers() {
-    let names = ["exact", "prefix", "suffix", "any", "not", "legacy", "legacy-exists", "all"];
+    let names = [
+        "exact",
+        "prefix",
+        "suffix",
+        "any",
+        "not",
+        "legacy",
+        "legacy-exists",
+        "all",
+    ];
     let mut sinks = Vec::new();
     for _ in names {
         sinks.push(Sink::start().await);
@@ -43,12 +52,29 @@ async fn events_reach_exactly_the_matching_triggers() {
         .zip(&sinks)
         .map(|((n, s), sink)| (*n, s, sink.url()))
         .collect();
-    let triggers: Vec<(&str, &str, &str)> = triggers.iter().map(|(n, s, u)| (*n, *s, u.as_str())).collect();
+    let triggers: Vec<(&str, &str, &str)> = triggers
+        .iter()
+        .map(|(n, s, u)| (*n, *s, u.as_str()))
+        .collect();
     let cebus = Cebus::start(&broker_yaml("default", "", &triggers)).await;
     let url = cebus.broker_url("default", "default");
 
-    send(&url, "1", "com.shop.order", "/shop/eu", Some(("ce-region", "eu"))).await;
-    send(&url, "2", "com.shop.refund", "/shop/us", Some(("ce-region", ""))).await;
+    send(
+        &url,
+        "1",
+        "com.shop.order",
+        "/shop/eu",
+        Some(("ce-region", "eu")),
+    )
+    .await;
+    send(
+        &url,
+        "2",
+        "com.shop.refund",
+        "/shop/us",
+        Some(("ce-region", "")),
+    )
+    .await;
     send(&url, "3", "a", "/x/eu", None).await;
     send(&url, "4", "b", "/y", None).await;
 
@@ -65,7 +91,8 @@ async fn events_reach_exactly_the_matching_triggers() {
     ];
     for ((name, sink), want) in names.iter().zip(&sinks).zip(want) {
         let got = sink.wait_for(want.len(), WAIT).await;
-        sink.expect_no_more_than(want.len(), Duration::from_millis(200)).await;
+        sink.expect_no_more_than(want.len(), Duration::from_millis(200))
+            .await;
         let mut ids: Vec<String> = got.iter().map(|r| r.event().id().into_owned()).collect();
         ids.sort();
         assert_eq!(ids, want, "trigger {name}");
@@ -82,7 +109,11 @@ async fn a_stuck_or_failing_subscriber_does_not_delay_other_triggers() {
         "",
         &[
             ("stuck", "", &stuck.url()),
-            ("failing", "  delivery: {retry: 20, backoffPolicy: linear, backoffDelay: PT0.5S}\n", &failing.url()),
+            (
+                "failing",
+                "  delivery: {retry: 20, backoffPolicy: linear, backoffDelay: PT0.5S}\n",
+                &failing.url(),
+            ),
             ("fast", "", &fast.url()),
         ],
     );
@@ -99,6 +130,10 @@ async fn a_stuck_or_failing_subscriber_does_not_delay_other_triggers() {
     let got = fast.wait_for(100, WAIT).await;
     assert_eq!(got.len(), 100);
     // The stuck trigger holds only its own in-flight slots.
-    assert_eq!(stuck.received().len(), 4, "in-flight deliveries per trigger are bounded");
+    assert_eq!(
+        stuck.received().len(),
+        4,
+        "in-flight deliveries per trigger are bounded"
+    );
     assert!(failing.received().len() >= 4);
 }

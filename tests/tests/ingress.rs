@@ -9,7 +9,12 @@ const WAIT: Duration = Duration::from_secs(5);
 
 async fn one_trigger(extra_broker: &str) -> (Cebus, Sink) {
     let sink = Sink::start().await;
-    let cebus = Cebus::start(&broker_yaml("default", extra_broker, &[("all", "", &sink.url())])).await;
+    let cebus = Cebus::start(&broker_yaml(
+        "default",
+        extra_broker,
+        &[("all", "", &sink.url())],
+    ))
+    .await;
     (cebus, sink)
 }
 
@@ -40,12 +45,21 @@ async fn binary_event_is_accepted_and_delivered_unchanged() {
     assert_eq!(r.header("ce-specversion"), Some("1.0"));
     assert_eq!(r.header("ce-time"), Some(time), "time string byte for byte");
     assert_eq!(r.header("ce-myext"), Some("v"));
-    assert_eq!(r.header("content-type"), Some("application/json; charset=utf-8"));
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
     assert_eq!(&r.body[..], data.as_bytes(), "data bytes unchanged");
     let e = r.event();
     assert_eq!(e.get_str("subject").as_deref(), Some("café"));
-    assert!(e.get("knativearrivaltime").is_some(), "ingress adds knativearrivaltime");
-    assert!(e.get("knativebrokerttl").is_none(), "the hop counter is never delivered");
+    assert!(
+        e.get("knativearrivaltime").is_some(),
+        "ingress adds knativearrivaltime"
+    );
+    assert!(
+        e.get("knativebrokerttl").is_none(),
+        "the hop counter is never delivered"
+    );
 }
 
 #[tokio::test]
@@ -53,14 +67,23 @@ async fn structured_and_v03_events_keep_their_specversion_and_data() {
     let (cebus, sink) = one_trigger("").await;
     let url = cebus.broker_url("default", "default");
     let body = r#"{"specversion":"0.3","id":"s1","source":"/s","type":"t","time":"2021-06-01T10:00:00Z","schemaurl":"http://x/s","datacontenttype":"application/json","data":{"k":  [1, 2]},"count":5}"#;
-    let (status, _) = post(&url, &[("content-type", "application/cloudevents+json")], body).await;
+    let (status, _) = post(
+        &url,
+        &[("content-type", "application/cloudevents+json")],
+        body,
+    )
+    .await;
     assert_eq!(status, 202);
     let r = &sink.wait_for(1, WAIT).await[0];
     assert_eq!(r.header("ce-specversion"), Some("0.3"));
     assert_eq!(r.header("ce-schemaurl"), Some("http://x/s"));
     assert_eq!(r.header("ce-time"), Some("2021-06-01T10:00:00Z"));
     assert_eq!(r.header("ce-count"), Some("5"));
-    assert_eq!(&r.body[..], br#"{"k":  [1, 2]}"#, "raw JSON data kept byte for byte");
+    assert_eq!(
+        &r.body[..],
+        br#"{"k":  [1, 2]}"#,
+        "raw JSON data kept byte for byte"
+    );
 }
 
 #[tokio::test]
@@ -68,7 +91,12 @@ async fn batch_is_accepted_whole_or_rejected_whole() {
     let (cebus, sink) = one_trigger("").await;
     let url = cebus.broker_url("default", "default");
     let ok = r#"[{"specversion":"1.0","id":"b1","source":"/s","type":"t"},{"specversion":"1.0","id":"b2","source":"/s","type":"t","data":"x","datacontenttype":"text/plain"}]"#;
-    let (status, _) = post(&url, &[("content-type", "application/cloudevents-batch+json")], ok).await;
+    let (status, _) = post(
+        &url,
+        &[("content-type", "application/cloudevents-batch+json")],
+        ok,
+    )
+    .await;
     assert_eq!(status, 202);
     let got = sink.wait_for(2, WAIT).await;
     let mut ids: Vec<String> = got.iter().map(|r| r.event().id().into_owned()).collect();
@@ -76,45 +104,87 @@ async fn batch_is_accepted_whole_or_rejected_whole() {
     assert_eq!(ids, ["b1", "b2"]);
 
     let bad = r#"[{"specversion":"1.0","id":"c1","source":"/s","type":"t"},{"specversion":"1.0","id":"c2","source":"/s"}]"#;
-    let (status, body) = post(&url, &[("content-type", "application/cloudevents-batch+json")], bad).await;
+    let (status, body) = post(
+        &url,
+        &[("content-type", "application/cloudevents-batch+json")],
+        bad,
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["index"], 1, "the error names the bad element: {body}");
     assert_eq!(v["attribute"], "type", "{body}");
-    sink.expect_no_more_than(2, Duration::from_millis(300)).await;
+    sink.expect_no_more_than(2, Duration::from_millis(300))
+        .await;
 }
 
 #[tokio::test]
 async fn invalid_events_get_400_naming_the_problem() {
     let (cebus, sink) = one_trigger("").await;
     let url = cebus.broker_url("default", "default");
-    let base = [("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-source", "/s"), ("ce-type", "t")];
+    let base = [
+        ("ce-specversion", "1.0"),
+        ("ce-id", "1"),
+        ("ce-source", "/s"),
+        ("ce-type", "t"),
+    ];
     let with = |extra: (&'static str, &'static str)| {
         let mut h: Vec<(&str, &str)> = base.to_vec();
         h.retain(|(k, _)| *k != extra.0);
         h.push(extra);
         h
     };
-    let cases: Vec<(Vec<(&str, &str)>, &str, Option<&str>)> = vec![
+    // (headers, what is wrong, the attribute the error must name)
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         (with(("ce-id", "")), "empty id", Some("id")),
-        (with(("ce-time", "2020-13-01T00:00:00Z")), "bad time", Some("time")),
-        (with(("ce-bad_name", "x")), "bad extension name", Some("bad_name")),
+        (
+            with(("ce-time", "2020-13-01T00:00:00Z")),
+            "bad time",
+            Some("time"),
+        ),
+        (
+            with(("ce-bad_name", "x")),
+            "bad extension name",
+            Some("bad_name"),
+        ),
         (with(("ce-specversion", "2.0")), "unknown specversion", None),
-        (vec![("content-type", "application/json")], "not a CloudEvent", None),
-        (base.iter().copied().filter(|(k, _)| *k != "ce-source").collect(), "missing source", Some("source")),
+        (
+            vec![("content-type", "application/json")],
+            "not a CloudEvent",
+            None,
+        ),
+        (
+            base.iter()
+                .copied()
+                .filter(|(k, _)| *k != "ce-source")
+                .collect(),
+            "missing source",
+            Some("source"),
+        ),
     ];
     for (headers, what, attribute) in cases {
         let (status, body) = post(&url, &headers, "{}").await;
         assert_eq!(status, 400, "{what}: {body}");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{what}: JSON body: {body}"));
-        assert!(v["error"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {body}");
+        let v: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|_| panic!("{what}: JSON body: {body}"));
+        assert!(
+            v["error"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}: {body}"
+        );
         if let Some(a) = attribute {
             assert_eq!(v["attribute"], a, "{what}: {body}");
         }
     }
-    let (status, body) = post(&url, &[("content-type", "application/cloudevents+json")], "{not json").await;
+    let (status, body) = post(
+        &url,
+        &[("content-type", "application/cloudevents+json")],
+        "{not json",
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
-    sink.expect_no_more_than(0, Duration::from_millis(200)).await;
+    sink.expect_no_more_than(0, Duration::from_millis(200))
+        .await;
 }
 
 #[tokio::test]
@@ -127,17 +197,29 @@ async fn routes_methods_and_health() {
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("default/nope"), "{body}");
 
-    for method in [reqwest::Method::GET, reqwest::Method::PUT, reqwest::Method::DELETE] {
+    for method in [
+        reqwest::Method::GET,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+    ] {
         let r = client.request(method.clone(), &url).send().await.unwrap();
         assert_eq!(r.status(), 405, "{method}");
         assert_eq!(r.headers()["allow"], "POST, OPTIONS");
     }
-    let r = client.request(reqwest::Method::OPTIONS, &url).send().await.unwrap();
+    let r = client
+        .request(reqwest::Method::OPTIONS, &url)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["allow"], "POST, OPTIONS");
 
     for path in ["healthz", "readyz"] {
-        let r = client.get(format!("{}/{path}", cebus.base())).send().await.unwrap();
+        let r = client
+            .get(format!("{}/{path}", cebus.base()))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "{path}");
     }
 }
@@ -158,20 +240,30 @@ async fn bodies_above_the_limit_get_413() {
     assert_eq!(status, 413, "{body}");
     assert!(body.contains("1000"), "says the limit: {body}");
     // The global flag applies to brokers without the annotation.
-    let cebus2 = Cebus::start_with(&broker_yaml("default", "", &[("all", "", &sink.url())]), |o| {
-        o.max_event_size = 2000
-    })
+    let cebus2 = Cebus::start_with(
+        &broker_yaml("default", "", &[("all", "", &sink.url())]),
+        |o| o.max_event_size = 2000,
+    )
     .await;
-    let (status, _) = post_binary(&cebus2.broker_url("default", "default"), "b2", "t", &"x".repeat(2500)).await;
+    let (status, _) = post_binary(
+        &cebus2.broker_url("default", "default"),
+        "b2",
+        "t",
+        &"x".repeat(2500),
+    )
+    .await;
     assert_eq!(status, 413);
 }
 
 #[tokio::test]
 async fn full_channel_answers_503_with_retry_after_and_loses_nothing() {
     let sink = Sink::start_with(Reply::status(200).delay(Duration::from_millis(800))).await;
-    let cebus = Cebus::start_with(&broker_yaml("default", "", &[("slow", "", &sink.url())]), |o| {
-        o.limits.channel_capacity = 2;
-    })
+    let cebus = Cebus::start_with(
+        &broker_yaml("default", "", &[("slow", "", &sink.url())]),
+        |o| {
+            o.limits.channel_capacity = 2;
+        },
+    )
     .await;
     let url = cebus.broker_url("default", "default");
     let mut accepted = 0;
@@ -190,7 +282,11 @@ async fn full_channel_answers_503_with_retry_after_and_loses_nothing() {
             202 => accepted += 1,
             503 => {
                 saw_503 = true;
-                let ra: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+                let ra: u64 = r.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
                 assert!(ra >= 1);
             }
             s => panic!("unexpected status {s}"),
