@@ -211,7 +211,10 @@ fn fingerprint(path: &Path) -> Option<u64> {
     if path.is_dir() {
         for entry in std::fs::read_dir(path).ok()? {
             let p = entry.ok()?.path();
-            if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+            // Same selection as the loader: regular files only, so a folder named
+            // `x.yaml` cannot make every fingerprint fail.
+            if p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+            {
                 files.push(p);
             }
         }
@@ -222,7 +225,9 @@ fn fingerprint(path: &Path) -> Option<u64> {
     let mut h = DefaultHasher::new();
     for f in files {
         f.hash(&mut h);
-        std::fs::read(&f).ok()?.hash(&mut h);
+        // An unreadable file still counts, by name, so the others keep being watched;
+        // the loader reports why it cannot be read.
+        std::fs::read(&f).unwrap_or_default().hash(&mut h);
     }
     Some(h.finish())
 }

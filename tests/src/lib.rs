@@ -44,7 +44,9 @@ impl Cebus {
             ..Limits::default()
         };
         tune(&mut opts);
-        let server = Server::start(opts).await.unwrap_or_else(|e| panic!("cebus did not start: {e}"));
+        let server = Server::start(opts)
+            .await
+            .unwrap_or_else(|e| panic!("cebus did not start: {e}"));
         Cebus { server, dir }
     }
 
@@ -195,7 +197,9 @@ impl Sink {
         let app = axum::Router::new()
             .fallback(handle)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind sink");
         let addr = listener.local_addr().expect("sink addr");
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -246,7 +250,11 @@ impl Sink {
     pub async fn expect_no_more_than(&self, n: usize, quiet: Duration) {
         tokio::time::sleep(quiet).await;
         let got = self.received().len();
-        assert!(got <= n, "sink {} got {got} requests, expected at most {n}", self.url());
+        assert!(
+            got <= n,
+            "sink {} got {got} requests, expected at most {n}",
+            self.url()
+        );
     }
 }
 
@@ -291,7 +299,11 @@ pub async fn post_binary(url: &str, id: &str, ty: &str, data: &str) -> (u16, Str
 }
 
 /// Posts raw headers and body; returns (status, body).
-pub async fn post(url: &str, headers: &[(&str, &str)], body: impl Into<reqwest::Body>) -> (u16, String) {
+pub async fn post(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<reqwest::Body>,
+) -> (u16, String) {
     init();
     let mut req = reqwest::Client::new().post(url).body(body);
     for (k, v) in headers {
@@ -314,4 +326,151 @@ pub fn broker_yaml(broker: &str, broker_extra: &str, triggers: &[(&str, &str, &s
         ));
     }
     y
+}
+
+/// A config barrier for reload tests: a trigger whose exact filter changes on every
+/// `sync`, plus a sink it delivers to. Once a probe of the new generation arrives,
+/// every config change written before the `sync` has been applied to that broker
+/// (the runtime applies a whole reload before the next, removals before updates).
+#[derive(Debug)]
+pub struct Barrier {
+    sink: Sink,
+    generation: std::sync::atomic::AtomicU32,
+}
+
+/// The event type of barrier probes of `generation`.
+pub fn barrier_type(generation: u32) -> String {
+    format!("dev.cebus.e2e.barrier.{generation}")
+}
+
+impl Barrier {
+    /// A barrier with its own sink.
+    pub async fn start() -> Barrier {
+        Barrier {
+            sink: Sink::start().await,
+            generation: std::sync::atomic::AtomicU32::new(0),
+        }
+    }
+
+    /// The file the barrier trigger of `namespace/broker` lives in.
+    pub fn file(namespace: &str, broker: &str) -> String {
+        format!("zz-barrier-{namespace}-{broker}.yaml")
+    }
+
+    /// Rewrites the barrier trigger of `namespace/broker` in `cebus`'s config folder
+    /// and posts probes until one of the new generation arrives (panics after `within`).
+    pub async fn sync(&self, cebus: &Cebus, namespace: &str, broker: &str, within: Duration) {
+        let generation = self
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        let ty = barrier_type(generation);
+        cebus.write(
+            &Barrier::file(namespace, broker),
+            &format!(
+                "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: zz-barrier\n  namespace: {namespace}\nspec:\n  broker: {broker}\n  filters:\n    - exact:\n        type: {ty}\n  subscriber:\n    uri: {}\n",
+                self.sink.url()
+            ),
+        );
+        let url = cebus.broker_url(namespace, broker);
+        let deadline = Instant::now() + within;
+        let mut probe = 0;
+        loop {
+            probe += 1;
+            let (status, body) =
+                post_binary(&url, &format!("barrier-{generation}-{probe}"), &ty, "{}").await;
+            assert_eq!(status, 202, "barrier probe refused: {body}");
+            let step = Instant::now() + Duration::from_millis(100);
+            while Instant::now() < step {
+                if self
+                    .sink
+                    .received()
+                    .iter()
+                    .any(|r| r.header("ce-type") == Some(ty.as_str()))
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "config change to {namespace}/{broker} not applied within {within:?}"
+            );
+        }
+    }
+}
+
+/// The `ce-id`s of every request `sink` received.
+pub fn received_ids(sink: &Sink) -> Vec<String> {
+    sink.received()
+        .iter()
+        .filter_map(|r| r.header("ce-id").map(str::to_owned))
+        .collect()
+}
+
+/// How many requests `sink` received for event `id`.
+pub fn count_id(sink: &Sink, id: &str) -> usize {
+    received_ids(sink).iter().filter(|i| *i == id).count()
+}
+
+/// Waits until `sink` received event `id` (panics after `within`).
+pub async fn wait_for_id(sink: &Sink, id: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while count_id(sink, id) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "sink {} did not receive event {id} within {within:?}; got {:?}",
+            sink.url(),
+            received_ids(sink)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The Python interpreter that has the CloudEvents Python SDK (PyPI `cloudevents`,
+/// the `cloudevents.http` API): `$CEBUS_PYTHON` (set by `scripts/test`, or by hand
+/// as `CEBUS_PYTHON=$(scripts/python-env)`), else `python3` if it can import the
+/// SDK. Panics otherwise, in CI and locally alike: a test that needs the SDK never
+/// silently skips.
+pub fn cloudevents_python() -> String {
+    static PYTHON: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(find_cloudevents_python)
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn find_cloudevents_python() -> Result<String, String> {
+    fn has_sdk(python: &str) -> Result<(), String> {
+        match std::process::Command::new(python)
+            .args(["-c", "import cloudevents.http"])
+            .output()
+        {
+            Ok(out) if out.status.success() => Ok(()),
+            Ok(out) => Err(String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("no output")
+                .to_owned()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+    let hint = "run scripts/test, which installs the CloudEvents Python SDK \
+                (or set CEBUS_PYTHON=$(scripts/python-env) when running cargo test by hand)";
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    match std::env::var("CEBUS_PYTHON") {
+        Ok(python) if !python.is_empty() => {
+            has_sdk(&python).map(|()| python.clone()).map_err(|e| {
+                format!("CEBUS_PYTHON={python} cannot import cloudevents.http ({e}): {hint}")
+            })
+        }
+        _ => match has_sdk("python3") {
+            Ok(()) => Ok("python3".to_owned()),
+            Err(e) => Err(format!(
+                "the CloudEvents Python SDK is missing: CEBUS_PYTHON is unset and python3 \
+                 cannot import cloudevents.http ({e}){}: {hint}",
+                if ci { " in CI" } else { "" }
+            )),
+        },
+    }
 }
