@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cebus_broker::{Limits, Server, ServerOptions};
@@ -93,6 +93,8 @@ pub struct Received {
     pub body: Bytes,
     /// When it arrived.
     pub at: Instant,
+    /// The client's address (one per TCP connection).
+    pub peer: SocketAddr,
 }
 
 impl Received {
@@ -202,6 +204,7 @@ impl Sink {
             .expect("bind sink");
         let addr = listener.local_addr().expect("sink addr");
         tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let _ = axum::serve(listener, app).await;
         });
         Sink { state, addr }
@@ -258,7 +261,12 @@ impl Sink {
     }
 }
 
-async fn handle(State(state): State<Arc<SinkState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(state): State<Arc<SinkState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let reply = {
         let scripted = state.script.lock().unwrap().pop_front();
         scripted.unwrap_or_else(|| state.default.lock().unwrap().clone())
@@ -267,6 +275,7 @@ async fn handle(State(state): State<Arc<SinkState>>, headers: HeaderMap, body: B
         headers,
         body,
         at: Instant::now(),
+        peer,
     });
     state.notify.notify_waiters();
     if !reply.delay.is_zero() {

@@ -438,3 +438,20 @@ async fn ref_to_a_broker_delivers_through_its_ingress() {
     let got = sub.wait_for(1, WAIT).await;
     assert_eq!(got[0].event().id(), "fw");
 }
+
+#[tokio::test]
+async fn deliveries_reuse_pooled_keep_alive_connections() {
+    let sub = Sink::start().await;
+    let cebus = Cebus::start(&broker_yaml("default", "", &[("t", "", &sub.url())])).await;
+    let url = cebus.broker_url("default", "default");
+    for i in 0..5 {
+        post_binary(&url, &i.to_string(), "t", "{}").await;
+        sub.wait_for(i + 1, WAIT).await;
+    }
+    let peers: std::collections::BTreeSet<_> = sub.received().iter().map(|r| r.peer).collect();
+    assert_eq!(
+        peers.len(),
+        1,
+        "one connection for sequential deliveries: {peers:?}"
+    );
+}
