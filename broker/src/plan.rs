@@ -113,6 +113,10 @@ pub fn plan(config: &Config, opts: &PlanOptions) -> Result<Plan, Vec<ConfigError
         let merged = cebus_triggers::merge(t.spec.delivery.as_ref(), broker_delivery);
         let filter = match Filter::compile(&t.spec) {
             Ok(f) => f,
+            Err(cebus_triggers::Error::InvalidFilter { path, reason }) => {
+                errors.push(err(&format!("spec.{path}"), reason));
+                continue;
+            }
             Err(e) => {
                 errors.push(err("spec.filters", e.to_string()));
                 continue;

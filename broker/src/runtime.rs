@@ -13,6 +13,8 @@ use cebus_events::{Event, attr};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
 
+use cebus_triggers::Matcher;
+
 use crate::deliver;
 use crate::metrics::{BrokerCounters, Metrics, TriggerCounters};
 use crate::plan::{BrokerPlan, Plan, TriggerPlan};
@@ -97,12 +99,21 @@ pub struct BrokerRuntime {
     pub namespace: String,
     settings: ArcSwap<BrokerSettings>,
     channel: AnyChannel,
-    /// The matcher's view: read once per event, replaced on every trigger change.
-    triggers: ArcSwap<Vec<Arc<TriggerRuntime>>>,
+    /// The matcher and its triggers: read once per event, replaced on every
+    /// trigger change.
+    snapshot: ArcSwap<Snapshot>,
     /// Control-plane index of the same triggers (never touched per event).
     by_name: Mutex<BTreeMap<String, Arc<TriggerRuntime>>>,
     counters: BrokerCounters,
     shared: Arc<Shared>,
+}
+
+/// All triggers of a broker compiled into one matcher; filter `i` of the matcher
+/// belongs to `triggers[i]`.
+#[derive(Debug, Default)]
+struct Snapshot {
+    matcher: Matcher,
+    triggers: Vec<Arc<TriggerRuntime>>,
 }
 
 /// A running trigger: its current plan and the sending end of its queue.
@@ -163,7 +174,7 @@ impl BrokerRuntime {
             channel: AnyChannel::Memory(Arc::new(MemoryChannel::new(
                 shared.limits.channel_capacity,
             ))),
-            triggers: ArcSwap::from_pointee(Vec::new()),
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
             by_name: Mutex::new(BTreeMap::new()),
             shared: shared.clone(),
         });
@@ -211,43 +222,56 @@ impl BrokerRuntime {
         Ok(())
     }
 
+    /// Brings the triggers in line with `plan`: new ones start, changed ones get
+    /// their new plan in place (same queue, same in-flight deliveries), removed ones
+    /// stop receiving; untouched ones are not touched. The matcher is rebuilt once.
     fn apply(self: &Arc<Self>, plan: &BrokerPlan) {
         self.settings.store(Arc::new(BrokerSettings {
             max_ttl: plan.max_ttl,
             max_event_size: plan.max_event_size,
         }));
         let mut by_name = self.by_name.lock().expect("trigger index lock poisoned");
-        let removed: Vec<String> = by_name
-            .keys()
-            .filter(|name| !plan.triggers.contains_key(*name))
-            .cloned()
-            .collect();
-        for name in removed {
-            by_name.remove(&name);
-            self.publish(&by_name);
-            tracing::info!(broker = %self.key, trigger = %name, "trigger removed");
-        }
+        let before = by_name.len();
+        by_name.retain(|name, _| {
+            let keep = plan.triggers.contains_key(name);
+            if !keep {
+                tracing::info!(broker = %self.key, trigger = %name, "trigger removed");
+            }
+            keep
+        });
+        let mut changed = by_name.len() != before;
         for (name, tp) in &plan.triggers {
             match by_name.get(name) {
                 Some(t) if t.plan.load().fingerprint == tp.fingerprint => {}
                 Some(t) => {
-                    // Same queue, same in-flight deliveries; new filter and policy.
                     t.plan.store(tp.clone());
+                    changed = true;
                     tracing::info!(broker = %self.key, trigger = %name, "trigger updated");
                 }
                 None => {
                     let t = self.start_trigger(tp.clone());
                     by_name.insert(name.clone(), t);
-                    self.publish(&by_name);
+                    changed = true;
                     tracing::info!(broker = %self.key, trigger = %name, subscriber = %tp.subscriber, "trigger added");
                 }
             }
         }
+        if changed {
+            self.publish(&by_name);
+        }
     }
 
+    /// Compiles the current triggers into a new matcher and swaps it in.
     fn publish(&self, by_name: &BTreeMap<String, Arc<TriggerRuntime>>) {
-        self.triggers
-            .store(Arc::new(by_name.values().cloned().collect()));
+        let triggers: Vec<Arc<TriggerRuntime>> = by_name.values().cloned().collect();
+        let matcher = Matcher::new(
+            triggers
+                .iter()
+                .map(|t| t.plan.load().filter.clone())
+                .collect(),
+        );
+        self.snapshot
+            .store(Arc::new(Snapshot { matcher, triggers }));
     }
 
     fn start_trigger(self: &Arc<Self>, plan: Arc<TriggerPlan>) -> Arc<TriggerRuntime> {
@@ -277,13 +301,12 @@ impl BrokerRuntime {
 /// Reads the channel, matches each event once against every trigger and hands it
 /// to the queues of those that match.
 async fn fan_out(broker: Arc<BrokerRuntime>) {
+    let mut matched = Vec::new();
     while let Some(record) = broker.channel.recv().await {
-        let triggers = broker.triggers.load();
-        let event = &record.envelope.event;
-        let matched: Vec<&Arc<TriggerRuntime>> = triggers
-            .iter()
-            .filter(|t| t.plan.load().filter.matches(event))
-            .collect();
+        let snapshot = broker.snapshot.load();
+        snapshot
+            .matcher
+            .matches_into(&record.envelope.event, &mut matched);
         if matched.is_empty() {
             broker.channel.ack(record.offset);
             continue;
@@ -293,7 +316,8 @@ async fn fan_out(broker: Arc<BrokerRuntime>) {
             offset: record.offset,
             channel: broker.channel.clone(),
         });
-        for t in matched {
+        for &i in &matched {
+            let t = &snapshot.triggers[i as usize];
             let work = Work {
                 envelope: record.envelope.clone(),
                 _ack: Ack(ack.clone()),
@@ -304,7 +328,7 @@ async fn fan_out(broker: Arc<BrokerRuntime>) {
         }
     }
     // Closed and drained: let the dispatchers finish their queues and end.
-    broker.triggers.store(Arc::new(Vec::new()));
+    broker.snapshot.store(Arc::new(Snapshot::default()));
     broker
         .by_name
         .lock()

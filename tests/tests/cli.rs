@@ -269,10 +269,10 @@ fn validate_reports_file_object_and_field() {
             "nope",
         ),
         (
-            "cesql filter",
-            trigger_x("default", "  filters:\n    - cesql: \"type = 'a'\"\n"),
+            "unparsable cesql filter",
+            trigger_x("default", "  filters:\n    - cesql: \"type = \"\n"),
             "spec.filters[0].cesql",
-            "not supported yet",
+            "expected",
         ),
     ];
     for (case, trigger, field, message) in cases {
