@@ -14,9 +14,10 @@ use crate::types::{
     SubscriptionsApiFilter, Trigger,
 };
 
-/// The message for a `cesql` filter, until the filter engine implements it.
-pub const CESQL_NOT_SUPPORTED: &str =
-    "CESQL filters are not supported yet (tracked by the filter engine issue)";
+/// The message for an empty `cesql` filter. Its syntax is checked when the
+/// trigger's filter is compiled (`cebus_triggers::cesql`), with the position.
+pub const CESQL_EMPTY: &str =
+    "cesql must not be empty; write an expression such as \"type = 'com.example.created'\"";
 
 /// Checks the whole config; returns every problem found (empty when valid).
 pub fn validate(config: &Config) -> Vec<ConfigError> {
@@ -321,8 +322,8 @@ impl<'a> Cx<'a> {
                 }
             }
         }
-        if f.cesql.is_some() {
-            self.err(path.key("cesql"), CESQL_NOT_SUPPORTED);
+        if f.cesql.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            self.err(path.key("cesql"), CESQL_EMPTY);
         }
     }
 
@@ -637,16 +638,16 @@ mod tests {
                 "suffix value for \"type\" must not be empty",
             ),
             (
-                f("[{any: [{exact: {type: a}}, {not: {cesql: \"type = 'a'\"}}]}]"),
+                f("[{any: [{exact: {type: a}}, {not: {cesql: ''}}]}]"),
                 T,
                 "spec.filters[0].any[1].not.cesql",
-                CESQL_NOT_SUPPORTED,
+                CESQL_EMPTY,
             ),
             (
-                f("[{cesql: \"type = 'a'\"}]"),
+                f("[{cesql: '  '}]"),
                 T,
                 "spec.filters[0].cesql",
-                CESQL_NOT_SUPPORTED,
+                CESQL_EMPTY,
             ),
             (
                 f("[{not: {all: [{}]}}]"),
@@ -657,6 +658,9 @@ mod tests {
         ]);
         valid(&f(
             "[{all: [{exact: {type: a}}, {any: [{prefix: {source: x}}, {not: {suffix: {subject: z}}}]}]}]",
+        ));
+        valid(&f(
+            "[{any: [{exact: {type: a}}, {not: {cesql: \"type = 'a'\"}}]}]",
         ));
     }
 
@@ -948,7 +952,7 @@ mod tests {
     #[test]
     fn every_error_is_collected() {
         let errors = errors_of(&trigger(
-            "{broker: nope, subscriber: {}, filters: [{cesql: x}, {exact: {type: ''}}], delivery: {retry: -1}}",
+            "{broker: nope, subscriber: {}, filters: [{cesql: ''}, {exact: {type: ''}}], delivery: {retry: -1}}",
         ));
         let fields: Vec<_> = errors.iter().filter_map(|e| e.field.as_deref()).collect();
         assert_eq!(

@@ -2,6 +2,7 @@
 //! config, and display received events.
 
 mod display;
+mod route;
 mod send;
 
 use std::net::SocketAddr;
@@ -31,6 +32,8 @@ enum Command {
         #[arg(short = 'f', long = "file")]
         path: PathBuf,
     },
+    /// Show which triggers of a broker match each event, without sending anything.
+    Route(route::RouteArgs),
     /// Run an event-display sink that prints every CloudEvent it receives.
     Display(display::DisplayArgs),
 }
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
             Command::Send(args) => send::send(args).await,
             Command::Validate { path } => validate(&path),
             Command::Display(args) => display::display(args).await,
+            Command::Route(args) => route::route(args),
         }
     });
     match result {

@@ -483,3 +483,25 @@ fn find_cloudevents_python() -> Result<String, String> {
         },
     }
 }
+
+/// The workspace's `cebus` binary, built once per test run so it is never stale.
+pub fn cebus_bin() -> &'static std::path::Path {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| workspace.join("target"));
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let built = std::process::Command::new(cargo)
+            .args(["build", "--quiet", "-p", "cebus"])
+            .current_dir(&workspace)
+            .env("CARGO_TARGET_DIR", &target)
+            .status()
+            .expect("run cargo build -p cebus");
+        assert!(built.success(), "cargo build -p cebus failed");
+        let bin = target.join("debug").join("cebus");
+        assert!(bin.is_file(), "no cebus binary at {}", bin.display());
+        bin
+    })
+}

@@ -4,35 +4,13 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use cebus_e2e::{Cebus, Reply, Sink, broker_yaml, post_binary};
+use cebus_e2e::{Cebus, Reply, Sink, broker_yaml, cebus_bin, post_binary};
 
 /// How long a process may take to become ready, answer or exit.
 const WITHIN: Duration = Duration::from_secs(15);
-
-/// The workspace's `cebus` binary, built once per test run so it is never stale.
-fn cebus_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace.join("target"));
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let built = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "cebus"])
-            .current_dir(&workspace)
-            .env("CARGO_TARGET_DIR", &target)
-            .status()
-            .expect("run cargo build -p cebus");
-        assert!(built.success(), "cargo build -p cebus failed");
-        let bin = target.join("debug").join("cebus");
-        assert!(bin.is_file(), "no cebus binary at {}", bin.display());
-        bin
-    })
-}
 
 fn cebus() -> Command {
     let mut c = Command::new(cebus_bin());

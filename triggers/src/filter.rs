@@ -1,10 +1,12 @@
 //! One trigger's filter, compiled from its spec, and its evaluation on an event
 //! (Knative semantics: legacy `filter.attributes` and the `filters` dialects).
 
+use std::sync::Arc;
+
 use cebus_api::{SubscriptionsApiFilter, TriggerFilter, TriggerSpec};
 use cebus_events::Event;
 
-use crate::Error;
+use crate::{Error, cesql};
 
 /// A compiled trigger filter. Attribute values are compared in their canonical
 /// string form ([`Event::get_str`]), so an Integer extension `5` equals `"5"`.
@@ -42,6 +44,8 @@ pub enum Filter {
         /// Attribute name.
         attribute: String,
     },
+    /// A CESQL expression: matches when it evaluates to `TRUE` without errors.
+    Cesql(Arc<cesql::Expr>),
 }
 
 impl Filter {
@@ -85,6 +89,7 @@ impl Filter {
                 .get_str(attribute)
                 .is_some_and(|v| v.ends_with(value.as_str())),
             Filter::Exists { attribute } => event.get_str(attribute).is_some_and(|v| !v.is_empty()),
+            Filter::Cesql(expr) => cesql::evaluate(expr, event).is_match(),
         }
     }
 }
@@ -117,7 +122,7 @@ fn compile_legacy(legacy: &TriggerFilter) -> Result<Filter, Error> {
 /// One entry of `filters`, found at `path`. Exactly one dialect may be set; an
 /// entry with none matches everything (as in Knative).
 fn compile_entry(f: &SubscriptionsApiFilter, path: &str) -> Result<Filter, Error> {
-    let cesql = f.cesql.as_deref().filter(|s| !s.is_empty());
+    let cesql_source = f.cesql.as_deref().filter(|s| !s.is_empty());
     let set: Vec<&str> = [
         ("exact", !f.exact.is_empty()),
         ("prefix", !f.prefix.is_empty()),
@@ -125,7 +130,7 @@ fn compile_entry(f: &SubscriptionsApiFilter, path: &str) -> Result<Filter, Error
         ("all", !f.all.is_empty()),
         ("any", !f.any.is_empty()),
         ("not", f.not.is_some()),
-        ("cesql", cesql.is_some()),
+        ("cesql", cesql_source.is_some()),
     ]
     .into_iter()
     .filter_map(|(name, on)| on.then_some(name))
@@ -168,10 +173,13 @@ fn compile_entry(f: &SubscriptionsApiFilter, path: &str) -> Result<Filter, Error
             &format!("{path}.not"),
         )?)));
     }
-    if cesql.is_some() {
-        return Err(Error::CesqlUnsupported {
-            path: format!("{path}.cesql"),
-        });
+    if let Some(source) = cesql_source {
+        return cesql::parse(source)
+            .map(|expr| Filter::Cesql(Arc::new(expr)))
+            .map_err(|e| Error::InvalidFilter {
+                path: format!("{path}.cesql"),
+                reason: format!("CESQL expression {source:?} does not parse: {e}"),
+            });
     }
     Ok(Filter::match_all())
 }
@@ -637,44 +645,22 @@ mod tests {
 
     #[test]
     fn errors_carry_the_path() {
-        let cases: Vec<(&str, TriggerSpec, Error)> = vec![
-            (
-                "cesql",
-                filters(vec![
-                    exact(&[("a", "b")]),
-                    F {
-                        cesql: Some("type = 'x'".into()),
-                        ..F::default()
-                    },
-                ]),
-                Error::CesqlUnsupported {
-                    path: "filters[1].cesql".into(),
-                },
-            ),
-            (
-                "nested cesql",
-                filters(vec![any(vec![not(F {
-                    cesql: Some("true".into()),
-                    ..F::default()
-                })])]),
-                Error::CesqlUnsupported {
-                    path: "filters[0].any[0].not.cesql".into(),
-                },
-            ),
-        ];
-        for (name, spec, want) in cases {
-            assert_eq!(Filter::compile(&spec), Err(want), "{name}");
-        }
-        let err = Filter::compile(&filters(vec![F {
-            cesql: Some("x".into()),
+        let cesql = |source: &str| F {
+            cesql: Some(source.into()),
             ..F::default()
-        }]))
-        .unwrap_err();
+        };
+        let invalid_cesql = |spec: TriggerSpec| match Filter::compile(&spec) {
+            Err(Error::InvalidFilter { path, reason }) => (path, reason),
+            other => panic!("expected InvalidFilter, got {other:?}"),
+        };
+        let (path, reason) = invalid_cesql(filters(vec![exact(&[("a", "b")]), cesql("type = ")]));
+        assert_eq!(path, "filters[1].cesql");
         assert!(
-            err.to_string()
-                .contains("CESQL filters are not supported yet"),
-            "{err}"
+            reason.contains("at column 8: expected an expression, found end of input"),
+            "{reason}"
         );
+        let (path, _) = invalid_cesql(filters(vec![any(vec![not(cesql("true true"))])]));
+        assert_eq!(path, "filters[0].any[0].not.cesql");
 
         let invalid_at = |spec: TriggerSpec| match Filter::compile(&spec) {
             Err(Error::InvalidFilter { path, .. }) => path,
@@ -709,6 +695,40 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("exact, prefix"), "{msg}");
+    }
+
+    #[test]
+    fn cesql_matches_only_true_without_errors() {
+        let cesql = |source: &str| {
+            filters(vec![F {
+                cesql: Some(source.into()),
+                ..F::default()
+            }])
+        };
+        check(&[
+            (
+                "cesql true",
+                cesql("type = 'com.example.order.created'"),
+                true,
+            ),
+            ("cesql false", cesql("type = 'nope'"), false),
+            (
+                "cesql typed extension",
+                cesql("count + 1 = 6 AND flag"),
+                true,
+            ),
+            ("cesql non-boolean result", cesql("'true'"), false),
+            (
+                "cesql true with an error",
+                cesql("missing = '' OR TRUE"),
+                false,
+            ),
+            (
+                "cesql lowercase keywords",
+                cesql("region like 'eu-%'"),
+                true,
+            ),
+        ]);
     }
 
     #[test]

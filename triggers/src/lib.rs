@@ -4,15 +4,20 @@
 //! Everything here is a pure function of its inputs; time is always a parameter.
 //! The broker's dispatcher loops, awaits and sends around these decisions.
 
+pub mod cesql;
 pub mod delivery;
+pub mod explain;
 pub mod filter;
+pub mod matcher;
 
 pub use delivery::{
     AttemptOutcome, DEFAULT_BACKOFF_DELAY, DEFAULT_RETRY, DeliveryPolicy, ERROR_DATA_MAX_BYTES,
     MAX_DELAY, ReplyDecision, RetryAfter, backoff, classify_reply, dead_letter_event, is_retryable,
     merge, next_delay, parse_retry_after, ttl_on_ingress,
 };
+pub use explain::{Mismatch, explain};
 pub use filter::Filter;
+pub use matcher::Matcher;
 
 /// Everything that can go wrong in this crate. Each variant says what was wrong
 /// and where, so it can be shown to the user who wrote the configuration.
@@ -26,12 +31,6 @@ pub enum Error {
         path: String,
         /// What is wrong and what would be right.
         reason: String,
-    },
-    /// A CESQL filter: evaluation is not implemented yet.
-    #[error("CESQL filters are not supported yet (at {path})")]
-    CesqlUnsupported {
-        /// Where in the trigger spec, e.g. `filters[1].cesql`.
-        path: String,
     },
     /// A `delivery` duration that is not a usable ISO-8601 duration.
     #[error("invalid delivery.{field}: {reason}")]

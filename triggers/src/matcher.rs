@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use cebus_events::Event;
 
+use crate::cesql;
 use crate::filter::Filter;
 
 /// A condition that must hold for a filter to match.
@@ -56,9 +57,96 @@ fn anchors(f: &Filter) -> Option<Vec<Anchor>> {
     }
 }
 
-/// Anchors of a CESQL expression (none known yet: always a candidate).
-fn cesql_anchors(_expr: &crate::cesql::Expr) -> Option<Vec<Anchor>> {
-    None
+/// Context attributes that are always strings when present in every spec version
+/// (`dataschema`/`schemaurl` are extensions in the other version, so not here), so CESQL `=`, `IN`
+/// and `LIKE` against a string literal are plain string comparisons on them (no
+/// implicit casts that a hash lookup would miss). A missing attribute makes the
+/// expression fail with an error, which never matches either.
+const STRING_ATTRIBUTES: &[&str] = &[
+    "id",
+    "source",
+    "type",
+    "subject",
+    "time",
+    "datacontenttype",
+    "specversion",
+];
+
+/// Anchors of a CESQL expression: conditions one of which holds whenever the
+/// expression yields `true` without errors.
+fn cesql_anchors(expr: &cesql::Expr) -> Option<Vec<Anchor>> {
+    use cesql::{BinaryOp, Expr, Value};
+    let string_attr = |e: &Expr| match e {
+        Expr::Attribute(a) if STRING_ATTRIBUTES.contains(&a.as_str()) => Some(a.clone()),
+        _ => None,
+    };
+    let string_lit = |e: &Expr| match e {
+        Expr::Literal(Value::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    match expr {
+        // `true AND x` needs both sides true: either side's anchors will do.
+        Expr::Binary {
+            op: BinaryOp::And,
+            left,
+            right,
+        } => match (cesql_anchors(left), cesql_anchors(right)) {
+            (Some(l), Some(r)) => Some(if r.len() < l.len() { r } else { l }),
+            (l, r) => l.or(r),
+        },
+        // `x OR y` is true when either is: both sides must be anchored.
+        Expr::Binary {
+            op: BinaryOp::Or,
+            left,
+            right,
+        } => {
+            let mut l = cesql_anchors(left)?;
+            l.extend(cesql_anchors(right)?);
+            Some(l)
+        }
+        Expr::Binary {
+            op: BinaryOp::Eq,
+            left,
+            right,
+        } => {
+            let (attr, value) = match (string_attr(left), string_lit(right)) {
+                (Some(a), Some(v)) => (a, v),
+                _ => (string_attr(right)?, string_lit(left)?),
+            };
+            Some(vec![Anchor::Exact(attr, value)])
+        }
+        Expr::In {
+            expr,
+            set,
+            negated: false,
+        } => {
+            let attr = string_attr(expr)?;
+            set.iter()
+                .map(|e| string_lit(e).map(|v| Anchor::Exact(attr.clone(), v)))
+                .collect()
+        }
+        Expr::Like {
+            expr,
+            pattern,
+            negated: false,
+        } => {
+            let attr = string_attr(expr)?;
+            // The text before the first `%`, `_` or `\` is literal however the
+            // rest is read; the value must start with it.
+            let literal: String = pattern
+                .chars()
+                .take_while(|c| !matches!(c, '%' | '_' | '\\'))
+                .collect();
+            if literal.len() == pattern.len() {
+                Some(vec![Anchor::Exact(attr, literal)])
+            } else if literal.is_empty() {
+                None
+            } else {
+                Some(vec![Anchor::Prefix(attr, literal)])
+            }
+        }
+        _ => None,
+    }
 }
 
 /// Lower is more selective (and cheaper to look up).
@@ -338,6 +426,19 @@ mod tests {
                 value: v
             }),
             arb_attr().prop_map(|a| Filter::Exists { attribute: a }),
+            (arb_attr(), arb_value(), arb_value(), 0..6usize).prop_map(|(a, v, w, shape)| {
+                let text = match shape {
+                    0 => format!("{a} = '{v}'"),
+                    1 => format!("{a} LIKE '{v}%'"),
+                    2 => format!("{a} IN ('{v}', '{w}')"),
+                    3 => format!("{a} = '{v}' AND type LIKE '{w}%'"),
+                    4 => format!("{a} = '{v}' OR source = '{w}'"),
+                    _ => format!("NOT ({a} = '{v}')"),
+                };
+                Filter::Cesql(std::sync::Arc::new(
+                    cesql::parse(&text).expect("generated CESQL parses"),
+                ))
+            }),
         ];
         leaf.prop_recursive(3, 16, 4, |inner| {
             prop_oneof![
@@ -382,6 +483,9 @@ mod tests {
                     .map(|(i, _)| i as u32)
                     .collect();
                 prop_assert_eq!(m.matches(e), naive, "event {:?}", e);
+                for f in &filters {
+                    prop_assert_eq!(crate::explain(f, e).is_none(), f.matches(e), "explain vs matches: {:?}", f);
+                }
             }
         }
     }
