@@ -165,10 +165,23 @@ fn find<'a, T: Resource>(
     })
 }
 
+/// The YAML parser's budget. Its defaults (1,024 documents, 250,000 nodes) guard
+/// untrusted input, but a broker with thousands of triggers in one file is a
+/// normal config; these limits still stop alias bombs and runaway input.
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_documents: 1_000_000,
+            max_nodes: 50_000_000,
+            max_events: 200_000_000,
+        },
+    }
+}
+
 /// Parses one file's text (any number of `---`-separated documents). Empty
 /// documents are skipped. Returns every error found, not just the first.
 pub fn load_str(file: &Path, text: &str) -> Result<Vec<Object>, Vec<ConfigError>> {
-    let docs: Vec<Value> = match serde_saphyr::from_multiple(text) {
+    let docs: Vec<Value> = match serde_saphyr::from_multiple_with_options(text, yaml_options()) {
         Ok(docs) => docs,
         Err(e) => return Err(vec![yaml_error(file, &e)]),
     };
@@ -420,6 +433,20 @@ fn raw_label(kind: &str, value: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thousands_of_triggers_in_one_file() {
+        let mut text = String::from(
+            "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: default\n",
+        );
+        for i in 0..20_000 {
+            text.push_str(&format!(
+                "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t{i}\nspec:\n  broker: default\n  filters:\n    - exact:\n        type: com.example.t{i}\n  subscriber:\n    uri: http://127.0.0.1:9/t{i}\n"
+            ));
+        }
+        let objects = load_str(Path::new("many.yaml"), &text).expect("a big config loads");
+        assert_eq!(objects.len(), 20_001);
+    }
     use crate::types::{BackoffPolicy, KReference};
 
     fn path() -> PathBuf {
