@@ -1,5 +1,6 @@
 //! `cebus display`: an event-display sink, the quickstart's subscriber.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -9,7 +10,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use cebus_events::http::{Decoded, decode};
+use cebus_events::http::decode;
 
 /// Flags of `cebus display`.
 #[derive(Debug, clap::Args)]
@@ -56,14 +57,13 @@ async fn receive(headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
         };
     }
     match decode(&headers, body) {
-        Ok(Decoded::Single(e)) => {
-            println!("{}", render(&e));
-            (StatusCode::ACCEPTED, String::new())
-        }
-        Ok(Decoded::Batch(es)) => {
-            for e in &es {
-                println!("{}", render(e));
+        Ok(d) => {
+            // One write per event, so concurrent deliveries never interleave lines.
+            let mut out = std::io::stdout().lock();
+            for e in d.into_events() {
+                let _ = writeln!(out, "{}", render(&e));
             }
+            let _ = out.flush();
             (StatusCode::ACCEPTED, String::new())
         }
         Err(e) => (StatusCode::BAD_REQUEST, e.to_string()),

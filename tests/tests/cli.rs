@@ -311,7 +311,8 @@ fn run_display_and_send() {
         text(&out.stderr)
     );
     assert!(stdout.starts_with("202"), "send printed: {stdout}");
-    display.stdout.wait_contains(WITHIN, "id: binary-1");
+    // The data line comes last in the display's block: wait for the whole block.
+    display.stdout.wait_contains(WITHIN, r#"{"id":1}"#);
     let shown = display.stdout.all();
     for part in [
         "type: com.example.order",
@@ -348,7 +349,8 @@ fn run_display_and_send() {
         stdout.starts_with("202"),
         "structured send printed: {stdout}"
     );
-    display.stdout.wait_contains(WITHIN, "id: structured-1");
+    // The data line comes last in the display's block: wait for the whole block.
+    display.stdout.wait_contains(WITHIN, r#"{"id":2}"#);
     let shown = display.stdout.all();
     let event = shown
         .split("cloudevents.Event")

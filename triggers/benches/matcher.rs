@@ -3,6 +3,9 @@
 //!
 //! `cargo bench -p cebus-triggers --bench matcher`
 
+// criterion_group! generates an undocumented function.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 
 use cebus_api::{SubscriptionsApiFilter, TriggerSpec};
