@@ -11,4 +11,4 @@ pub mod time;
 
 pub use plan::{Plan, PlanOptions};
 pub use runtime::Limits;
-pub use server::{Server, ServerOptions, StartError, load_plan};
+pub use server::{Extension, Server, ServerOptions, StartError, load_plan};

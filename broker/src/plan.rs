@@ -65,6 +65,11 @@ pub struct TriggerPlan {
 pub struct Plan {
     /// Brokers by key.
     pub brokers: BTreeMap<String, BrokerPlan>,
+    /// The validated config the plan was made from (extensions such as sources
+    /// read their own objects from it).
+    pub config: Arc<Config>,
+    /// How the plan was made (ingress base URL, size limit).
+    pub options: Option<PlanOptions>,
 }
 
 fn object_error<T>(
@@ -175,5 +180,7 @@ pub fn plan(config: &Config, opts: &PlanOptions) -> Result<Plan, Vec<ConfigError
     }
     Ok(Plan {
         brokers: brokers.into_iter().map(|(k, (_, p))| (k, p)).collect(),
+        config: Arc::new(config.clone()),
+        options: Some(opts.clone()),
     })
 }

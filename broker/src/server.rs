@@ -18,8 +18,32 @@ use crate::metrics::Metrics;
 use crate::plan::{Plan, PlanOptions, plan};
 use crate::runtime::{Limits, Registry, Shared};
 
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("extensions", &self.extensions.len())
+            .finish()
+    }
+}
+
+/// Something that runs beside the brokers from the same config — sources, for
+/// example. The server checks it with every config, applies it after the brokers,
+/// serves its routes on the main listener and stops it on shutdown.
+pub trait Extension: Send + Sync + 'static {
+    /// Extra checks of a planned config; any error rejects the config (at start:
+    /// the server does not start; on reload: the last good config stays).
+    fn check(&self, plan: &Plan) -> Vec<ConfigError>;
+    /// Routes served on the main listener, e.g. `/webhooks/{namespace}/{name}`.
+    fn routes(&self, registry: Arc<Registry>) -> axum::Router;
+    /// Applies a checked config; `registry` reaches the running brokers.
+    fn apply(&self, plan: &Plan, registry: &Arc<Registry>);
+    /// Stops whatever the extension runs (called before brokers drain).
+    fn stop(&self);
+}
+
 /// How `cebus run` is configured.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerOptions {
     /// Listen address (`127.0.0.1:0` picks a free port).
     pub addr: SocketAddr,
@@ -31,6 +55,21 @@ pub struct ServerOptions {
     pub limits: Limits,
     /// How often the config is checked for changes.
     pub reload_interval: Duration,
+    /// Extensions started with the brokers.
+    pub extensions: Vec<Arc<dyn Extension>>,
+}
+
+impl std::fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("addr", &self.addr)
+            .field("config_path", &self.config_path)
+            .field("max_event_size", &self.max_event_size)
+            .field("limits", &self.limits)
+            .field("reload_interval", &self.reload_interval)
+            .field("extensions", &self.extensions.len())
+            .finish()
+    }
 }
 
 impl ServerOptions {
@@ -42,6 +81,7 @@ impl ServerOptions {
             max_event_size: 1 << 20,
             limits: Limits::default(),
             reload_interval: Duration::from_millis(500),
+            extensions: Vec::new(),
         }
     }
 }
@@ -81,13 +121,23 @@ pub fn load_plan(path: &Path, opts: &PlanOptions) -> Result<Plan, Vec<ConfigErro
     plan(&config, opts)
 }
 
+/// Runs every extension's checks; all their errors, or `Ok`.
+pub fn check(plan: &Plan, extensions: &[Arc<dyn Extension>]) -> Result<(), Vec<ConfigError>> {
+    let errors: Vec<ConfigError> = extensions.iter().flat_map(|e| e.check(plan)).collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
 /// A running cebus data plane.
-#[derive(Debug)]
 pub struct Server {
     local_addr: SocketAddr,
     registry: Arc<Registry>,
     stop_accepting: CancellationToken,
     http: TaskTracker,
+    extensions: Vec<Arc<dyn Extension>>,
 }
 
 impl Server {
@@ -110,7 +160,9 @@ impl Server {
         // Fingerprint before loading: an edit that lands between the two is seen as
         // a change by the watcher (and applied), never missed.
         let seen = fingerprint(&opts.config_path);
-        let first = load_plan(&opts.config_path, &plan_opts).map_err(StartError::Config)?;
+        let first = load_plan(&opts.config_path, &plan_opts)
+            .and_then(|plan| check(&plan, &opts.extensions).map(|()| plan))
+            .map_err(StartError::Config)?;
 
         // One TLS stack for the process: rustls with ring (a no-op if the binary
         // already installed it).
@@ -134,13 +186,19 @@ impl Server {
         });
         let registry = Arc::new(Registry::new(shared));
         registry.apply(&first);
+        for ext in &opts.extensions {
+            ext.apply(&first, &registry);
+        }
 
         let stop_accepting = CancellationToken::new();
         let http = TaskTracker::new();
-        let app = ingress::router(Ingress {
+        let mut app = ingress::router(Ingress {
             registry: registry.clone(),
             prometheus,
         });
+        for ext in &opts.extensions {
+            app = app.merge(ext.routes(registry.clone()));
+        }
         let token = stop_accepting.clone();
         http.spawn(async move {
             let served = axum::serve(listener, app)
@@ -156,6 +214,7 @@ impl Server {
             plan_opts,
             opts.reload_interval,
             registry.clone(),
+            opts.extensions.clone(),
             stop_accepting.clone(),
         ));
         http.close();
@@ -164,6 +223,7 @@ impl Server {
             registry,
             stop_accepting,
             http,
+            extensions: opts.extensions,
         })
     }
 
@@ -191,6 +251,9 @@ impl Server {
     pub async fn shutdown(self, deadline: Duration) -> bool {
         self.stop_accepting.cancel();
         self.http.wait().await;
+        for ext in &self.extensions {
+            ext.stop();
+        }
         self.registry.close_all();
         let tasks = self.registry.shared().tasks.clone();
         tasks.close();
@@ -241,6 +304,7 @@ async fn watch(
     opts: PlanOptions,
     every: Duration,
     registry: Arc<Registry>,
+    extensions: Vec<Arc<dyn Extension>>,
     stop: CancellationToken,
 ) {
     let mut ticker = tokio::time::interval(every);
@@ -256,10 +320,17 @@ async fn watch(
         }
         last = now;
         let (p, o) = (path.clone(), opts.clone());
-        let planned = tokio::task::spawn_blocking(move || load_plan(&p, &o)).await;
+        let exts = extensions.clone();
+        let planned = tokio::task::spawn_blocking(move || {
+            load_plan(&p, &o).and_then(|plan| check(&plan, &exts).map(|()| plan))
+        })
+        .await;
         match planned {
             Ok(Ok(plan)) => {
                 registry.apply(&plan);
+                for ext in &extensions {
+                    ext.apply(&plan, &registry);
+                }
                 tracing::info!(path = %path.display(), "config reloaded");
             }
             Ok(Err(errors)) => {
