@@ -56,7 +56,7 @@ pub async fn deliver(envelope: &Envelope, plan: &TriggerPlan, ctx: &Ctx) -> Deli
     let request = Request::build(&envelope.event, envelope, plan);
     let failure = match send(
         &request,
-        &plan.subscriber,
+        &plan.subscriber_url,
         &plan.policy,
         ctx,
         Some((envelope, plan)),
@@ -66,7 +66,8 @@ pub async fn deliver(envelope: &Envelope, plan: &TriggerPlan, ctx: &Ctx) -> Deli
         Ok(()) => return DeliveryOutcome::Delivered,
         Err(f) => f,
     };
-    let Some(dls) = plan.dead_letter_sink.as_deref() else {
+    let (Some(dls), Some(dls_url)) = (plan.dead_letter_sink.as_deref(), plan.dead_letter_url.as_ref())
+    else {
         tracing::warn!(
             trigger = %plan.name, namespace = %plan.namespace, id = %envelope.event.id(),
             subscriber = %plan.subscriber, status = ?failure.status,
@@ -81,7 +82,7 @@ pub async fn deliver(envelope: &Envelope, plan: &TriggerPlan, ctx: &Ctx) -> Deli
         &failure.body[..failure.body.len().min(ERROR_BODY_KEEP)],
     );
     let request = Request::build(&dead, envelope, plan);
-    match send(&request, dls, &plan.policy, ctx, None).await {
+    match send(&request, dls_url, &plan.policy, ctx, None).await {
         Ok(()) => {
             tracing::info!(trigger = %plan.name, id = %envelope.event.id(), dls, "event dead-lettered");
             DeliveryOutcome::DeadLettered
@@ -129,7 +130,7 @@ impl Request {
 /// the broker (and a body that is not a CloudEvent fails the attempt).
 async fn send(
     request: &Request,
-    url: &str,
+    url: &reqwest::Url,
     policy: &DeliveryPolicy,
     ctx: &Ctx,
     reply: Option<(&Envelope, &TriggerPlan)>,
@@ -168,7 +169,7 @@ async fn send(
             }
             Err(outcome) => (outcome, Failure::default(), None),
         };
-        tracing::debug!(url, attempt, ?outcome, "delivery attempt failed");
+        tracing::debug!(%url, attempt, ?outcome, "delivery attempt failed");
         match cebus_triggers::next_delay(
             policy,
             attempt,
@@ -185,7 +186,7 @@ async fn send(
 async fn attempt_once(
     ctx: &Ctx,
     request: &Request,
-    url: &str,
+    url: &reqwest::Url,
     timeout: Duration,
 ) -> Result<Response, AttemptOutcome> {
     let classify = |e: reqwest::Error| {
@@ -198,7 +199,7 @@ async fn attempt_once(
     let work = async {
         let mut resp = ctx
             .client
-            .post(url)
+            .post(url.clone())
             .headers(request.headers.clone())
             .body(request.body.clone())
             .send()

@@ -52,6 +52,10 @@ pub struct TriggerPlan {
     pub subscriber: String,
     /// Resolved dead-letter sink URL.
     pub dead_letter_sink: Option<String>,
+    /// `subscriber`, parsed once (not per delivery).
+    pub subscriber_url: reqwest::Url,
+    /// `dead_letter_sink`, parsed once.
+    pub dead_letter_url: Option<reqwest::Url>,
     /// Retries, backoff, timeout and format, trigger merged over broker.
     pub policy: DeliveryPolicy,
     /// Whether a non-CloudEvent reply body counts as success.
@@ -145,6 +149,24 @@ pub fn plan(config: &Config, opts: &PlanOptions) -> Result<Plan, Vec<ConfigError
                 }
             },
         };
+        let parse = |u: &str, field: &str| {
+            reqwest::Url::parse(u).map_err(|e| err(field, format!("{u:?} is not a usable URL: {e}")))
+        };
+        let subscriber_url = match parse(&subscriber, "spec.subscriber") {
+            Ok(u) => u,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        let dead_letter_url = match dead_letter_sink.as_deref().map(|d| parse(d, "spec.delivery.deadLetterSink")) {
+            None => None,
+            Some(Ok(u)) => Some(u),
+            Some(Err(e)) => {
+                errors.push(e);
+                continue;
+            }
+        };
         let policy = match DeliveryPolicy::from_spec(&merged) {
             Ok(p) => p,
             Err(e) => {
@@ -169,6 +191,8 @@ pub fn plan(config: &Config, opts: &PlanOptions) -> Result<Plan, Vec<ConfigError
                 filter,
                 subscriber,
                 dead_letter_sink,
+                subscriber_url,
+                dead_letter_url,
                 policy,
                 ignore_invalid_reply,
                 fingerprint,

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 use cebus_triggers::Matcher;
 
 use crate::deliver;
-use crate::metrics::{BrokerCounters, Metrics, TriggerCounters};
+use crate::metrics::{BrokerCounters, Metrics};
 use crate::plan::{BrokerPlan, Plan, TriggerPlan};
 use crate::time::rfc3339;
 
@@ -123,6 +123,49 @@ pub struct TriggerRuntime {
     // Unbounded in type, bounded in fact: every queued item is an unacknowledged
     // channel record, and the channel holds at most `channel_capacity` of those.
     tx: mpsc::UnboundedSender<Work>,
+    /// Items in `tx` not yet taken by the dispatcher.
+    queued: Arc<AtomicUsize>,
+    /// In-flight delivery slots (`max_in_flight_per_trigger`).
+    slots: Arc<Semaphore>,
+    /// What each delivery needs.
+    ctx: deliver::Ctx,
+    shared: Arc<Shared>,
+}
+
+impl TriggerRuntime {
+    /// Hands `work` over: straight to a new delivery task when a slot is free and
+    /// nothing is queued (one task hand-off less per event), else to the queue.
+    fn submit(&self, work: Work) {
+        if self.queued.load(Ordering::Acquire) == 0
+            && let Ok(permit) = self.slots.clone().try_acquire_owned()
+        {
+            spawn_delivery(&self.shared, self.plan.load_full(), self.ctx.clone(), work, permit);
+            return;
+        }
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        if let Err(mpsc::error::SendError(work)) = self.tx.send(work) {
+            // The dispatcher is gone (the trigger was removed): dropping the work
+            // acknowledges this trigger's share.
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            drop(work);
+        }
+    }
+}
+
+/// Runs one delivery in its own task, holding `permit` until it is done.
+fn spawn_delivery(
+    shared: &Shared,
+    plan: Arc<TriggerPlan>,
+    ctx: deliver::Ctx,
+    work: Work,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    shared.tasks.spawn(async move {
+        let outcome = deliver::deliver(&work.envelope, &plan, &ctx).await;
+        ctx.counters.outcome(outcome).inc();
+        drop(permit);
+        drop(work);
+    });
 }
 
 /// One event for one trigger.
@@ -277,15 +320,30 @@ impl BrokerRuntime {
     fn start_trigger(self: &Arc<Self>, plan: Arc<TriggerPlan>) -> Arc<TriggerRuntime> {
         let (tx, rx) = mpsc::unbounded_channel();
         let plan = Arc::new(ArcSwap::new(plan));
-        let counters = self.shared.metrics.trigger(&self.key, &plan.load().name);
+        let ctx = deliver::Ctx {
+            client: self.shared.client.clone(),
+            broker: Arc::downgrade(self),
+            counters: self.shared.metrics.trigger(&self.key, &plan.load().name),
+            default_timeout: self.shared.limits.default_timeout,
+        };
+        let queued = Arc::new(AtomicUsize::new(0));
+        let slots = Arc::new(Semaphore::new(self.shared.limits.max_in_flight_per_trigger));
         self.shared.tasks.spawn(dispatch(
             rx,
             plan.clone(),
-            Arc::downgrade(self),
+            queued.clone(),
+            slots.clone(),
+            ctx.clone(),
             self.shared.clone(),
-            counters,
         ));
-        Arc::new(TriggerRuntime { plan, tx })
+        Arc::new(TriggerRuntime {
+            plan,
+            tx,
+            queued,
+            slots,
+            ctx,
+            shared: self.shared.clone(),
+        })
     }
 
     fn stop(&self) {
@@ -322,9 +380,7 @@ async fn fan_out(broker: Arc<BrokerRuntime>) {
                 envelope: record.envelope.clone(),
                 _ack: Ack(ack.clone()),
             };
-            // A send error means the trigger's dispatcher is gone (it was removed):
-            // dropping the work acknowledges this trigger's share.
-            let _ = t.tx.send(work);
+            t.submit(work);
         }
     }
     // Closed and drained: let the dispatchers finish their queues and end.
@@ -342,28 +398,18 @@ async fn fan_out(broker: Arc<BrokerRuntime>) {
 async fn dispatch(
     mut rx: mpsc::UnboundedReceiver<Work>,
     plan: Arc<ArcSwap<TriggerPlan>>,
-    broker: Weak<BrokerRuntime>,
+    queued: Arc<AtomicUsize>,
+    slots: Arc<Semaphore>,
+    ctx: deliver::Ctx,
     shared: Arc<Shared>,
-    counters: TriggerCounters,
 ) {
-    let slots = Arc::new(Semaphore::new(shared.limits.max_in_flight_per_trigger));
     while let Some(work) = rx.recv().await {
         let Ok(permit) = slots.clone().acquire_owned().await else {
             break;
         };
-        let plan = plan.load_full();
-        let ctx = deliver::Ctx {
-            client: shared.client.clone(),
-            broker: broker.clone(),
-            counters: counters.clone(),
-            default_timeout: shared.limits.default_timeout,
-        };
-        shared.tasks.spawn(async move {
-            let outcome = deliver::deliver(&work.envelope, &plan, &ctx).await;
-            ctx.counters.outcome(outcome).inc();
-            drop(permit);
-            drop(work);
-        });
+        // Counted as queued until it has a slot, so `submit` never overtakes it.
+        queued.fetch_sub(1, Ordering::AcqRel);
+        spawn_delivery(&shared, plan.load_full(), ctx.clone(), work, permit);
     }
 }
 
@@ -371,6 +417,8 @@ async fn dispatch(
 #[derive(Debug)]
 pub struct Registry {
     brokers: ArcSwap<HashMap<String, Arc<BrokerRuntime>>>,
+    /// The same brokers by namespace then name, for the ingress lookup.
+    by_namespace: ArcSwap<HashMap<String, HashMap<String, Arc<BrokerRuntime>>>>,
     ready: AtomicBool,
     shared: Arc<Shared>,
     // Serialises config applications (reload vs shutdown).
@@ -382,6 +430,7 @@ impl Registry {
     pub fn new(shared: Arc<Shared>) -> Registry {
         Registry {
             brokers: ArcSwap::from_pointee(HashMap::new()),
+            by_namespace: ArcSwap::from_pointee(HashMap::new()),
             ready: AtomicBool::new(false),
             shared,
             apply_lock: Mutex::new(()),
@@ -390,9 +439,8 @@ impl Registry {
 
     /// The broker at `namespace/name`.
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<BrokerRuntime>> {
-        let brokers = self.brokers.load();
-        // One small allocation per request; the map is read without locks.
-        brokers.get(&format!("{namespace}/{name}")).cloned()
+        // Read without locks or allocation: namespace, then name.
+        self.by_namespace.load().get(namespace)?.get(name).cloned()
     }
 
     /// Keys of every running broker.
@@ -434,6 +482,14 @@ impl Registry {
                 broker.stop();
             }
         }
+        let mut by_namespace: HashMap<String, HashMap<String, Arc<BrokerRuntime>>> = HashMap::new();
+        for (key, b) in &plan.brokers {
+            by_namespace
+                .entry(b.namespace.clone())
+                .or_default()
+                .insert(b.name.clone(), next[key].clone());
+        }
+        self.by_namespace.store(Arc::new(by_namespace));
         self.brokers.store(Arc::new(next));
         self.ready.store(true, Ordering::Release);
     }

@@ -267,6 +267,25 @@ fn header_text(attribute: &str, value: &HeaderValue) -> Result<String, DecodeErr
         })
 }
 
+/// The header of a context attribute every event has, without allocating.
+fn known_header(name: &str) -> Option<HeaderName> {
+    Some(HeaderName::from_static(match name {
+        attr::ID => "ce-id",
+        attr::SOURCE => "ce-source",
+        attr::TYPE => "ce-type",
+        attr::SUBJECT => "ce-subject",
+        attr::TIME => "ce-time",
+        attr::DATACONTENTTYPE => "ce-datacontenttype",
+        attr::DATASCHEMA => "ce-dataschema",
+        attr::SCHEMAURL => "ce-schemaurl",
+        attr::KNATIVE_ARRIVAL_TIME => "ce-knativearrivaltime",
+        attr::KNATIVE_ERROR_DEST => "ce-knativeerrordest",
+        attr::KNATIVE_ERROR_CODE => "ce-knativeerrorcode",
+        attr::KNATIVE_ERROR_DATA => "ce-knativeerrordata",
+        _ => return None,
+    }))
+}
+
 /// Encodes `event` in binary mode: sets a `ce-` header per attribute (values
 /// percent-encoded as the binding requires) and `Content-Type` from
 /// `datacontenttype`, and returns the body, which is the data (a cheap clone).
@@ -308,14 +327,22 @@ pub fn encode_binary(event: &Event, headers: &mut HeaderMap) -> Bytes {
             headers.insert(CONTENT_TYPE, ct);
             continue;
         }
-        let Ok(header) = HeaderName::from_bytes(format!("{CE_PREFIX}{name}").as_bytes()) else {
-            continue;
+        let header = match known_header(name) {
+            Some(h) => h,
+            None => {
+                let Ok(header) = HeaderName::from_bytes(format!("{CE_PREFIX}{name}").as_bytes())
+                else {
+                    continue;
+                };
+                // `from_bytes` lowercases, which could merge two names; skip uppercase ones.
+                if header.as_str()[CE_PREFIX.len()..] != *name {
+                    continue;
+                }
+                header
+            }
         };
-        // `from_bytes` lowercases, which could merge two names; skip uppercase ones.
-        if header.as_str()[CE_PREFIX.len()..] != *name {
-            continue;
-        }
-        let encoded = utf8_percent_encode(&text, HEADER_VALUE_ESCAPES).to_string();
+        // Most values need no escaping: copy them once instead of re-encoding.
+        let encoded: std::borrow::Cow<'_, str> = utf8_percent_encode(&text, HEADER_VALUE_ESCAPES).into();
         let value = HeaderValue::from_str(&encoded).expect("percent-encoded text is visible ASCII");
         headers.insert(header, value);
     }
