@@ -2,7 +2,7 @@
 //! Retry-After, per-attempt timeout, replies and the dead-letter sink. The
 //! decisions come from `cebus_triggers` (pure); this file only sends and waits.
 
-use std::sync::Weak;
+use std::sync::{OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -51,11 +51,35 @@ struct Response {
     body: Bytes,
 }
 
+/// The encoded forms of one stored event, built at most once per content mode
+/// and shared by every trigger that delivers it (all triggers of a broker share
+/// its namespace, so the headers are the same).
+#[derive(Debug, Default)]
+pub struct Encoded {
+    binary: OnceLock<Request>,
+    json: OnceLock<Request>,
+}
+
+impl Encoded {
+    fn get(&self, envelope: &Envelope, plan: &TriggerPlan) -> &Request {
+        let cell = match plan.policy.format {
+            DeliveryFormat::Json => &self.json,
+            DeliveryFormat::Binary => &self.binary,
+        };
+        cell.get_or_init(|| Request::build(&envelope.event, envelope, plan))
+    }
+}
+
 /// Delivers `envelope` for the trigger `plan`; on give-up, dead-letters it.
-pub async fn deliver(envelope: &Envelope, plan: &TriggerPlan, ctx: &Ctx) -> DeliveryOutcome {
-    let request = Request::build(&envelope.event, envelope, plan);
+pub async fn deliver(
+    envelope: &Envelope,
+    encoded: &Encoded,
+    plan: &TriggerPlan,
+    ctx: &Ctx,
+) -> DeliveryOutcome {
+    let request = encoded.get(envelope, plan);
     let failure = match send(
-        &request,
+        request,
         &plan.subscriber_url,
         &plan.policy,
         ctx,
@@ -66,8 +90,10 @@ pub async fn deliver(envelope: &Envelope, plan: &TriggerPlan, ctx: &Ctx) -> Deli
         Ok(()) => return DeliveryOutcome::Delivered,
         Err(f) => f,
     };
-    let (Some(dls), Some(dls_url)) = (plan.dead_letter_sink.as_deref(), plan.dead_letter_url.as_ref())
-    else {
+    let (Some(dls), Some(dls_url)) = (
+        plan.dead_letter_sink.as_deref(),
+        plan.dead_letter_url.as_ref(),
+    ) else {
         tracing::warn!(
             trigger = %plan.name, namespace = %plan.namespace, id = %envelope.event.id(),
             subscriber = %plan.subscriber, status = ?failure.status,
@@ -98,6 +124,7 @@ pub async fn deliver(envelope: &Envelope, plan: &TriggerPlan, ctx: &Ctx) -> Deli
 }
 
 /// An encoded request, reused by every attempt.
+#[derive(Debug)]
 struct Request {
     headers: HeaderMap,
     body: Bytes,

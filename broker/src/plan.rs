@@ -150,7 +150,8 @@ pub fn plan(config: &Config, opts: &PlanOptions) -> Result<Plan, Vec<ConfigError
             },
         };
         let parse = |u: &str, field: &str| {
-            reqwest::Url::parse(u).map_err(|e| err(field, format!("{u:?} is not a usable URL: {e}")))
+            reqwest::Url::parse(u)
+                .map_err(|e| err(field, format!("{u:?} is not a usable URL: {e}")))
         };
         let subscriber_url = match parse(&subscriber, "spec.subscriber") {
             Ok(u) => u,
@@ -159,7 +160,10 @@ pub fn plan(config: &Config, opts: &PlanOptions) -> Result<Plan, Vec<ConfigError
                 continue;
             }
         };
-        let dead_letter_url = match dead_letter_sink.as_deref().map(|d| parse(d, "spec.delivery.deadLetterSink")) {
+        let dead_letter_url = match dead_letter_sink
+            .as_deref()
+            .map(|d| parse(d, "spec.delivery.deadLetterSink"))
+        {
             None => None,
             Some(Ok(u)) => Some(u),
             Some(Err(e)) => {

@@ -139,7 +139,13 @@ impl TriggerRuntime {
         if self.queued.load(Ordering::Acquire) == 0
             && let Ok(permit) = self.slots.clone().try_acquire_owned()
         {
-            spawn_delivery(&self.shared, self.plan.load_full(), self.ctx.clone(), work, permit);
+            spawn_delivery(
+                &self.shared,
+                self.plan.load_full(),
+                self.ctx.clone(),
+                work,
+                permit,
+            );
             return;
         }
         self.queued.fetch_add(1, Ordering::AcqRel);
@@ -161,7 +167,7 @@ fn spawn_delivery(
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     shared.tasks.spawn(async move {
-        let outcome = deliver::deliver(&work.envelope, &plan, &ctx).await;
+        let outcome = deliver::deliver(&work.envelope, &work.encoded, &plan, &ctx).await;
         ctx.counters.outcome(outcome).inc();
         drop(permit);
         drop(work);
@@ -172,6 +178,7 @@ fn spawn_delivery(
 #[derive(Debug)]
 struct Work {
     envelope: Arc<Envelope>,
+    encoded: Arc<deliver::Encoded>,
     _ack: Ack,
 }
 
@@ -369,6 +376,7 @@ async fn fan_out(broker: Arc<BrokerRuntime>) {
             broker.channel.ack(record.offset);
             continue;
         }
+        let encoded = Arc::new(deliver::Encoded::default());
         let ack = Arc::new(AckTracker {
             remaining: AtomicUsize::new(matched.len()),
             offset: record.offset,
@@ -378,6 +386,7 @@ async fn fan_out(broker: Arc<BrokerRuntime>) {
             let t = &snapshot.triggers[i as usize];
             let work = Work {
                 envelope: record.envelope.clone(),
+                encoded: encoded.clone(),
                 _ack: Ack(ack.clone()),
             };
             t.submit(work);
