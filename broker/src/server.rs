@@ -80,7 +80,7 @@ impl ServerOptions {
             config_path: config_path.into(),
             max_event_size: 1 << 20,
             limits: Limits::default(),
-            reload_interval: Duration::from_millis(500),
+            reload_interval: Duration::from_millis(100),
             extensions: Vec::new(),
         }
     }
@@ -268,31 +268,66 @@ impl Server {
     }
 }
 
-/// A cheap fingerprint of every config file (names and contents).
-fn fingerprint(path: &Path) -> Option<u64> {
-    let mut files = Vec::new();
-    if path.is_dir() {
-        for entry in std::fs::read_dir(path).ok()? {
-            let p = entry.ok()?.path();
-            // Same selection as the loader: regular files only, so a folder named
-            // `x.yaml` cannot make every fingerprint fail.
-            if p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-            {
-                files.push(p);
-            }
-        }
-        files.sort();
-    } else {
-        files.push(path.to_owned());
+/// Config files: the file itself, or the `*.yaml`/`*.yml` regular files of a
+/// directory (the loader's selection), sorted.
+fn config_files(path: &Path) -> Option<Vec<PathBuf>> {
+    if !path.is_dir() {
+        return Some(vec![path.to_owned()]);
     }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).ok()? {
+        let p = entry.ok()?.path();
+        // Regular files only, so a folder named `x.yaml` cannot break the watch.
+        if p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+            files.push(p);
+        }
+    }
+    files.sort();
+    Some(files)
+}
+
+/// What the watcher compares between polls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint {
+    /// Names, sizes, inodes and modification times: cheap, checked every poll.
+    meta: Option<u64>,
+    /// Names and contents: read every [`CONTENT_EVERY`] polls, for the rare edit
+    /// that keeps size and timestamp.
+    content: Option<u64>,
+}
+
+/// Every how many polls the contents are hashed too.
+const CONTENT_EVERY: u32 = 10;
+
+fn meta_fingerprint(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
     let mut h = DefaultHasher::new();
-    for f in files {
+    for f in config_files(path)? {
         f.hash(&mut h);
-        // An unreadable file still counts, by name, so the others keep being watched;
-        // the loader reports why it cannot be read.
+        // A file that vanished mid-listing or cannot be read still counts, by name;
+        // the loader reports why.
+        if let Ok(m) = std::fs::metadata(&f) {
+            (m.len(), m.ino(), m.mtime(), m.mtime_nsec()).hash(&mut h);
+        }
+    }
+    Some(h.finish())
+}
+
+fn content_fingerprint(path: &Path) -> Option<u64> {
+    let mut h = DefaultHasher::new();
+    for f in config_files(path)? {
+        f.hash(&mut h);
         std::fs::read(&f).unwrap_or_default().hash(&mut h);
     }
     Some(h.finish())
+}
+
+/// Both fingerprints of the config at `path`.
+fn fingerprint(path: &Path) -> Fingerprint {
+    Fingerprint {
+        meta: meta_fingerprint(path),
+        content: content_fingerprint(path),
+    }
 }
 
 /// Polls the config and applies changes; a bad edit is reported and the last
@@ -300,7 +335,7 @@ fn fingerprint(path: &Path) -> Option<u64> {
 /// including editors that replace files and Kubernetes ConfigMap volumes.
 async fn watch(
     path: PathBuf,
-    mut last: Option<u64>,
+    mut last: Fingerprint,
     opts: PlanOptions,
     every: Duration,
     registry: Arc<Registry>,
@@ -309,16 +344,25 @@ async fn watch(
 ) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut polls: u32 = 0;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let now = fingerprint(&path);
-        if now == last {
+        polls = polls.wrapping_add(1);
+        let meta = meta_fingerprint(&path);
+        let changed = if meta != last.meta {
+            true
+        } else if polls.is_multiple_of(CONTENT_EVERY) {
+            content_fingerprint(&path) != last.content
+        } else {
+            false
+        };
+        if !changed {
             continue;
         }
-        last = now;
+        last = fingerprint(&path);
         let (p, o) = (path.clone(), opts.clone());
         let exts = extensions.clone();
         let planned = tokio::task::spawn_blocking(move || {

@@ -3,6 +3,7 @@
 //! backend (in-memory now; the embedded log, Kafka and NATS JetStream later), and
 //! one contract suite that every backend must pass.
 
+pub mod binding;
 pub mod contract;
 pub mod memory;
 
