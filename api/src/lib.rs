@@ -14,4 +14,4 @@ pub use error::{ConfigError, FieldPath};
 pub use load::{Config, Located, Object, load_and_validate, load_path, load_sources, load_str};
 pub use resolve::{broker_ttl, ignores_invalid_reply, max_event_size, resolve_destination};
 pub use types::*;
-pub use validate::validate;
+pub use validate::{is_json_media_type, validate};

@@ -11,17 +11,19 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::{ConfigError, FieldPath, object_label};
-use crate::types::{Broker, ConfigMap, EVENTING_V1, ObjectMeta, Resource, Trigger};
+use crate::types::{
+    Broker, CEBUS_SOURCES_V1ALPHA1, ConfigMap, ContainerSource, EVENTING_V1, ObjectMeta,
+    PingSource, Resource, SOURCES_V1, Secret, Trigger, WebhookSource,
+};
 
 /// Namespace of objects that do not set `metadata.namespace`.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
 /// Knative kinds cebus knows but does not implement yet: `(apiVersion, kind)`.
 const NOT_YET_SUPPORTED: &[(&str, &str)] = &[
-    ("sources.knative.dev/v1", "PingSource"),
     ("sources.knative.dev/v1", "ApiServerSource"),
-    ("sources.knative.dev/v1", "ContainerSource"),
     ("sources.knative.dev/v1", "SinkBinding"),
+    ("sources.knative.dev/v1", "KafkaSource"),
     ("sources.knative.dev/v1beta1", "KafkaSource"),
     ("messaging.knative.dev/v1", "Channel"),
     ("messaging.knative.dev/v1", "InMemoryChannel"),
@@ -62,43 +64,53 @@ pub enum Object {
     Trigger(Located<Trigger>),
     /// `v1` ConfigMap.
     ConfigMap(Located<ConfigMap>),
+    /// `v1` Secret.
+    Secret(Located<Secret>),
+    /// `sources.knative.dev/v1` PingSource.
+    PingSource(Located<PingSource>),
+    /// `sources.knative.dev/v1` ContainerSource.
+    ContainerSource(Located<ContainerSource>),
+    /// `sources.cebus.dev/v1alpha1` WebhookSource.
+    WebhookSource(Located<WebhookSource>),
+}
+
+/// Calls `$body` with `$o` bound to the `Located<_>` of any variant.
+macro_rules! each_object {
+    ($self:expr, $o:ident => $body:expr) => {
+        match $self {
+            Object::Broker($o) => $body,
+            Object::Trigger($o) => $body,
+            Object::ConfigMap($o) => $body,
+            Object::Secret($o) => $body,
+            Object::PingSource($o) => $body,
+            Object::ContainerSource($o) => $body,
+            Object::WebhookSource($o) => $body,
+        }
+    };
 }
 
 impl Object {
     /// The object's `kind`.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Object::Broker(_) => Broker::KIND,
-            Object::Trigger(_) => Trigger::KIND,
-            Object::ConfigMap(_) => ConfigMap::KIND,
+        fn kind_of<T: Resource>(_: &Located<T>) -> &'static str {
+            T::KIND
         }
+        each_object!(self, o => kind_of(o))
     }
 
     /// The object's metadata.
     pub fn metadata(&self) -> &ObjectMeta {
-        match self {
-            Object::Broker(o) => o.object.metadata(),
-            Object::Trigger(o) => o.object.metadata(),
-            Object::ConfigMap(o) => o.object.metadata(),
-        }
+        each_object!(self, o => o.object.metadata())
     }
 
     /// The file the object came from.
     pub fn file(&self) -> &Path {
-        match self {
-            Object::Broker(o) => &o.file,
-            Object::Trigger(o) => &o.file,
-            Object::ConfigMap(o) => &o.file,
-        }
+        each_object!(self, o => &o.file)
     }
 
     /// The object's document index in its file.
     pub fn doc(&self) -> usize {
-        match self {
-            Object::Broker(o) => o.doc,
-            Object::Trigger(o) => o.doc,
-            Object::ConfigMap(o) => o.doc,
-        }
+        each_object!(self, o => o.doc)
     }
 }
 
@@ -111,6 +123,14 @@ pub struct Config {
     pub triggers: Vec<Located<Trigger>>,
     /// ConfigMaps.
     pub config_maps: Vec<Located<ConfigMap>>,
+    /// Secrets.
+    pub secrets: Vec<Located<Secret>>,
+    /// PingSources.
+    pub ping_sources: Vec<Located<PingSource>>,
+    /// ContainerSources.
+    pub container_sources: Vec<Located<ContainerSource>>,
+    /// WebhookSources.
+    pub webhook_sources: Vec<Located<WebhookSource>>,
 }
 
 impl Config {
@@ -129,7 +149,16 @@ impl Config {
             Object::Broker(o) => self.brokers.push(o),
             Object::Trigger(o) => self.triggers.push(o),
             Object::ConfigMap(o) => self.config_maps.push(o),
+            Object::Secret(o) => self.secrets.push(o),
+            Object::PingSource(o) => self.ping_sources.push(o),
+            Object::ContainerSource(o) => self.container_sources.push(o),
+            Object::WebhookSource(o) => self.webhook_sources.push(o),
         }
+    }
+
+    /// The Secret `namespace/name`, if loaded.
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<&Located<Secret>> {
+        find(&self.secrets, namespace, name)
     }
 
     /// The broker `namespace/name`, if loaded.
@@ -326,6 +355,12 @@ fn load_doc(file: &Path, doc: usize, value: Value) -> Result<Object, ConfigError
         (EVENTING_V1, "Broker") => located.typed(value).map(Object::Broker),
         (EVENTING_V1, "Trigger") => located.typed(value).map(Object::Trigger),
         ("v1", "ConfigMap") => located.typed(value).map(Object::ConfigMap),
+        ("v1", "Secret") => located.typed(value).map(Object::Secret),
+        (SOURCES_V1, "PingSource") => located.typed(value).map(Object::PingSource),
+        (SOURCES_V1, "ContainerSource") => located.typed(value).map(Object::ContainerSource),
+        (CEBUS_SOURCES_V1ALPHA1, "WebhookSource") => {
+            located.typed(value).map(Object::WebhookSource)
+        }
         (api, kind) => {
             let label = raw_label(kind, &value);
             let error = |field, message| error(field, message).with_object(label.clone());
@@ -334,7 +369,9 @@ fn load_doc(file: &Path, doc: usize, value: Value) -> Result<Object, ConfigError
             }
             let expected = match kind {
                 "Broker" | "Trigger" => Some(EVENTING_V1),
-                "ConfigMap" => Some("v1"),
+                "ConfigMap" | "Secret" => Some("v1"),
+                "PingSource" | "ContainerSource" => Some(SOURCES_V1),
+                "WebhookSource" => Some(CEBUS_SOURCES_V1ALPHA1),
                 _ => None,
             };
             Err(match expected {
@@ -346,7 +383,9 @@ fn load_doc(file: &Path, doc: usize, value: Value) -> Result<Object, ConfigError
                     "kind",
                     format!(
                         "unknown kind {kind} (apiVersion {api}); cebus loads \
-                         {EVENTING_V1} Broker and Trigger, and v1 ConfigMap"
+                         {EVENTING_V1} Broker and Trigger, {SOURCES_V1} PingSource and \
+                         ContainerSource, {CEBUS_SOURCES_V1ALPHA1} WebhookSource, and v1 \
+                         ConfigMap and Secret"
                     ),
                 ),
             })
@@ -689,9 +728,21 @@ status:
         let cases = [
             (
                 "sources.knative.dev/v1",
-                "PingSource",
+                "KafkaSource",
                 "kind",
-                "kind PingSource is not supported yet",
+                "kind KafkaSource is not supported yet",
+            ),
+            (
+                "sources.knative.dev/v1beta1",
+                "KafkaSource",
+                "kind",
+                "kind KafkaSource is not supported yet",
+            ),
+            (
+                "sources.knative.dev/v1beta1",
+                "PingSource",
+                "apiVersion",
+                "apiVersion sources.knative.dev/v1beta1 is not supported for PingSource",
             ),
             (
                 "messaging.knative.dev/v1",

@@ -1,4 +1,4 @@
-//! Knative's v1 resource types (Broker, Trigger, ConfigMap and their shared shapes).
+//! Knative's v1 resource types (Broker, Trigger, ConfigMap, Secret, the sources) and their shared shapes.
 //!
 //! Field names follow Knative's JSON exactly so a Knative user's YAML parses
 //! unchanged. `spec` structs reject unknown fields; `metadata` keeps only what
@@ -316,3 +316,352 @@ fn non_empty_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Str
     }
     Ok(m)
 }
+
+/// `sources.knative.dev/v1`: Knative's PingSource and ContainerSource.
+pub const SOURCES_V1: &str = "sources.knative.dev/v1";
+/// `sources.cebus.dev/v1alpha1`: cebus' own source kinds (WebhookSource).
+pub const CEBUS_SOURCES_V1ALPHA1: &str = "sources.cebus.dev/v1alpha1";
+/// cebus annotation on a PingSource: replay at most this many ticks missed while
+/// cebus was not running (needs a state directory).
+pub const PING_CATCH_UP_ANNOTATION: &str = "cebus.dev/catch-up";
+
+/// Knative `CloudEventOverrides`: extensions set on every event a source sends.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CloudEventOverrides {
+    /// Extension name → value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extensions: BTreeMap<String, String>,
+}
+
+/// PingSource `spec` (Knative `sources.knative.dev/v1`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PingSourceSpec {
+    /// Cron schedule: 5 fields, 6 with leading seconds, or a descriptor such as
+    /// `@hourly`; an optional `CRON_TZ=<zone> ` prefix. Default `* * * * *`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// IANA time zone of the schedule (default UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Media type of `data` / `dataBase64`, the events' `datacontenttype`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// Event data as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    /// Event data as standard base64 (exclusive with `data`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_base64: Option<String>,
+    /// Where events go.
+    pub sink: Destination,
+    /// Extensions added to every event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ce_overrides: Option<CloudEventOverrides>,
+}
+
+/// `sources.knative.dev/v1` PingSource.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PingSource {
+    /// Metadata.
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// Spec.
+    pub spec: PingSourceSpec,
+}
+
+/// A key of a `v1` Secret in the referrer's namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretKeySelector {
+    /// Secret name.
+    pub name: String,
+    /// Key in the Secret's `data` or `stringData`.
+    pub key: String,
+}
+
+/// Where an environment variable's value comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvVarSource {
+    /// A key of a Secret in the same config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<SecretKeySelector>,
+}
+
+/// One environment variable of a container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvVar {
+    /// Variable name.
+    pub name: String,
+    /// Literal value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Value from a Secret (exclusive with `value`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<EnvVarSource>,
+}
+
+/// The subset of a Kubernetes container that cebus runs as a local process.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Container {
+    /// Container name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Image (not pulled in standalone mode; shown in logs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The program and its first arguments (required in standalone mode).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// Further arguments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Environment variables.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// Working directory of the process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+}
+
+/// The subset of a Kubernetes PodSpec cebus reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodSpec {
+    /// Containers; standalone cebus runs the first.
+    #[serde(default)]
+    pub containers: Vec<Container>,
+}
+
+/// A Kubernetes PodTemplateSpec (metadata and the PodSpec subset).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodTemplateSpec {
+    /// Pod metadata (ignored in standalone mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<ObjectMeta>,
+    /// Pod spec.
+    #[serde(default)]
+    pub spec: PodSpec,
+}
+
+/// ContainerSource `spec` (Knative `sources.knative.dev/v1`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContainerSourceSpec {
+    /// The pod template; its first container runs.
+    pub template: PodTemplateSpec,
+    /// Where the process sends events (`K_SINK`).
+    pub sink: Destination,
+    /// Extensions the process should add (`K_CE_OVERRIDES`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ce_overrides: Option<CloudEventOverrides>,
+}
+
+/// `sources.knative.dev/v1` ContainerSource.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerSource {
+    /// Metadata.
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// Spec.
+    pub spec: ContainerSourceSpec,
+}
+
+/// The event type taken from a request header.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HeaderValueFrom {
+    /// Request header name (case-insensitive).
+    pub header: String,
+    /// Text put before the header's value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+}
+
+/// A hash function of an HMAC signature.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HmacAlgorithm {
+    /// HMAC-SHA-256 (GitHub's `X-Hub-Signature-256`).
+    #[default]
+    Sha256,
+    /// HMAC-SHA-512.
+    Sha512,
+}
+
+impl HmacAlgorithm {
+    /// The lowercase name, as in `sha256=` prefixes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HmacAlgorithm::Sha256 => "sha256",
+            HmacAlgorithm::Sha512 => "sha512",
+        }
+    }
+}
+
+/// How a signature is written in its header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureEncoding {
+    /// Hexadecimal (GitHub, Stripe-style).
+    #[default]
+    Hex,
+    /// Standard base64.
+    Base64,
+}
+
+/// HMAC over the raw request body. Every field but the secret defaults to
+/// GitHub's scheme: header `X-Hub-Signature-256`, `sha256`, prefix `sha256=`, hex.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HmacAuth {
+    /// The shared secret.
+    pub secret_key_ref: SecretKeySelector,
+    /// Header carrying the signature (default `X-Hub-Signature-256`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// Hash function (default `sha256`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<HmacAlgorithm>,
+    /// Text before the signature (default `<algorithm>=`; `""` for none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// `hex` (default) or `base64`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<SignatureEncoding>,
+}
+
+/// HTTP basic authentication.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BasicAuth {
+    /// Expected user name.
+    pub username: String,
+    /// Expected password.
+    pub password_secret_key_ref: SecretKeySelector,
+}
+
+/// `Authorization: Bearer <token>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BearerAuth {
+    /// Expected token.
+    pub token_secret_key_ref: SecretKeySelector,
+}
+
+/// Authentication of webhook requests; every configured check must pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookAuth {
+    /// HMAC signature of the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hmac: Option<HmacAuth>,
+    /// Basic authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic: Option<BasicAuth>,
+    /// Bearer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer: Option<BearerAuth>,
+}
+
+/// WebhookSource `spec` (cebus `sources.cebus.dev/v1alpha1`): HTTP POSTs to
+/// `/webhooks/<namespace>/<name>` become CloudEvents.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookSourceSpec {
+    /// The events' `type` (exclusive with `eventTypeFromHeader`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    /// The events' `type` from a request header, with an optional prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type_from_header: Option<HeaderValueFrom>,
+    /// The events' `source` (default `/apis/v1/namespaces/<ns>/webhooksources/<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_source: Option<String>,
+    /// Request header whose value becomes the event `id` (else a fresh UUID).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_from_header: Option<String>,
+    /// Extension name → request header copied into it (when present).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extensions_from_headers: BTreeMap<String, String>,
+    /// Authentication; none means anyone who can reach the listener may post.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<WebhookAuth>,
+    /// Where events go.
+    pub sink: Destination,
+    /// Extensions added to every event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ce_overrides: Option<CloudEventOverrides>,
+}
+
+/// `sources.cebus.dev/v1alpha1` WebhookSource.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookSource {
+    /// Metadata.
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// Spec.
+    pub spec: WebhookSourceSpec,
+}
+
+/// `v1` Secret: `data` (standard base64) and `stringData` (plain; wins on the same
+/// key, as in Kubernetes). Its `Debug` output never shows values.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Secret {
+    /// Metadata.
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// Secret type (e.g. `Opaque`); not interpreted.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub secret_type: Option<String>,
+    /// Key → base64 value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub data: BTreeMap<String, String>,
+    /// Key → plain value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub string_data: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: Vec<&String> = self.data.keys().chain(self.string_data.keys()).collect();
+        f.debug_struct("Secret")
+            .field("metadata", &self.metadata)
+            .field("keys", &keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Secret {
+    /// The bytes of `key`: `stringData` first, then decoded `data`; `None` when
+    /// absent or not valid base64 (validation reports the latter).
+    pub fn value(&self, key: &str) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        if let Some(v) = self.string_data.get(key) {
+            return Some(v.as_bytes().to_vec());
+        }
+        let v = self.data.get(key)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(v.trim())
+            .ok()
+    }
+
+    /// Whether the Secret has `key`.
+    pub fn has_key(&self, key: &str) -> bool {
+        self.string_data.contains_key(key) || self.data.contains_key(key)
+    }
+}
+
+resource!(PingSource, SOURCES_V1, "PingSource");
+resource!(ContainerSource, SOURCES_V1, "ContainerSource");
+resource!(WebhookSource, CEBUS_SOURCES_V1ALPHA1, "WebhookSource");
+resource!(Secret, "v1", "Secret");

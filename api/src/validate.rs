@@ -9,9 +9,10 @@ use crate::error::{ConfigError, FieldPath};
 use crate::load::{Config, Located};
 use crate::resolve::{has_scheme, is_absolute_http};
 use crate::types::{
-    BROKER_CLASS_ANNOTATION, BROKER_TTL_ANNOTATION, Broker, DEFAULT_BROKER_CLASS, DeliverySpec,
-    Destination, IGNORE_INVALID_REPLY_ANNOTATION, MAX_EVENT_SIZE_ANNOTATION, ObjectMeta, Resource,
-    SubscriptionsApiFilter, Trigger,
+    BROKER_CLASS_ANNOTATION, BROKER_TTL_ANNOTATION, Broker, CloudEventOverrides, ContainerSource,
+    DEFAULT_BROKER_CLASS, DeliverySpec, Destination, EVENTING_V1, IGNORE_INVALID_REPLY_ANNOTATION,
+    MAX_EVENT_SIZE_ANNOTATION, ObjectMeta, PING_CATCH_UP_ANNOTATION, PingSource, Resource, Secret,
+    SecretKeySelector, SubscriptionsApiFilter, Trigger, WebhookSource,
 };
 
 /// The message for an empty `cesql` filter. Its syntax is checked when the
@@ -40,7 +41,64 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
         cx.metadata(c.object.metadata(), true);
         cx.duplicate(&mut seen, c);
     }
+    for s in &config.secrets {
+        let mut cx = Cx::new(s, &mut errors);
+        cx.metadata(s.object.metadata(), true);
+        cx.duplicate(&mut seen, s);
+        cx.secret(&s.object);
+    }
+    for p in &config.ping_sources {
+        let mut cx = Cx::new(p, &mut errors);
+        cx.metadata(p.object.metadata(), false);
+        cx.duplicate(&mut seen, p);
+        cx.ping_source(&p.object, config);
+    }
+    for c in &config.container_sources {
+        let mut cx = Cx::new(c, &mut errors);
+        cx.metadata(c.object.metadata(), false);
+        cx.duplicate(&mut seen, c);
+        cx.container_source(&c.object, config);
+    }
+    for w in &config.webhook_sources {
+        let mut cx = Cx::new(w, &mut errors);
+        cx.metadata(w.object.metadata(), false);
+        cx.duplicate(&mut seen, w);
+        cx.webhook_source(&w.object, config);
+    }
     errors
+}
+
+/// Context attributes a source's `ceOverrides` may not replace.
+const CORE_ATTRIBUTES: &[&str] = &[
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "subject",
+    "time",
+    "datacontenttype",
+    "dataschema",
+    "data",
+    "data_base64",
+];
+
+/// Whether `content_type` is JSON (`application/json` or `*/*+json`), by its
+/// media type without parameters.
+pub fn is_json_media_type(content_type: &str) -> bool {
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    media == "application/json" || media.ends_with("+json")
+}
+
+/// An HTTP header name: a non-empty RFC 9110 token.
+fn is_header_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Where errors about the current object go.
@@ -406,6 +464,277 @@ impl<'a> Cx<'a> {
             }
         }
     }
+}
+
+impl Cx<'_> {
+    fn secret(&mut self, s: &Secret) {
+        use base64::Engine as _;
+        for (key, value) in &s.data {
+            let at = root().key("data").key(key);
+            if !is_secret_key(key) {
+                self.err(
+                    at.clone(),
+                    format!("{key:?} is not a valid Secret key (letters, digits, '-', '_', '.')"),
+                );
+            }
+            if base64::engine::general_purpose::STANDARD
+                .decode(value.trim())
+                .is_err()
+            {
+                self.err(
+                    at,
+                    "is not standard base64 (put plain text under stringData instead)",
+                );
+            }
+        }
+        for key in s.string_data.keys() {
+            if !is_secret_key(key) {
+                self.err(
+                    root().key("stringData").key(key),
+                    format!("{key:?} is not a valid Secret key (letters, digits, '-', '_', '.')"),
+                );
+            }
+        }
+    }
+
+    /// A source's `sink`: a valid destination, and a Broker ref must name a Broker
+    /// of this config (it resolves to the in-process broker).
+    fn sink(&mut self, d: &Destination, path: FieldPath, namespace: &str, config: &Config) {
+        self.destination(d, path.clone());
+        if let Some(r) = &d.reference
+            && r.kind == "Broker"
+            && r.api_version.as_deref().is_none_or(|a| a == EVENTING_V1)
+            && !r.name.is_empty()
+        {
+            let ns = r
+                .namespace
+                .as_deref()
+                .filter(|n| !n.is_empty())
+                .unwrap_or(namespace);
+            if config.broker(ns, &r.name).is_none() {
+                self.err(
+                    path.key("ref"),
+                    format!("Broker {ns}/{} is not defined in the configuration", r.name),
+                );
+            }
+        }
+    }
+
+    fn overrides(&mut self, o: Option<&CloudEventOverrides>, path: FieldPath) {
+        let Some(o) = o else { return };
+        for name in o.extensions.keys() {
+            self.extension_name(name, path.key("extensions").key(name));
+        }
+    }
+
+    fn extension_name(&mut self, name: &str, at: FieldPath) {
+        if CORE_ATTRIBUTES.contains(&name) {
+            self.err(
+                at,
+                format!("{name:?} is a core CloudEvents attribute; only extensions can be set"),
+            );
+        } else {
+            self.attribute_name(name, at);
+        }
+    }
+
+    fn secret_ref(&mut self, r: &SecretKeySelector, path: FieldPath, ns: &str, config: &Config) {
+        if r.name.is_empty() {
+            self.err(path.key("name"), "name is required");
+            return;
+        }
+        if r.key.is_empty() {
+            self.err(path.key("key"), "key is required");
+            return;
+        }
+        match config.secret(ns, &r.name) {
+            None => self.err(
+                path.key("name"),
+                format!("Secret {ns}/{} is not defined in the configuration", r.name),
+            ),
+            Some(s) if !s.object.has_key(&r.key) => self.err(
+                path.key("key"),
+                format!("Secret {ns}/{} has no key {:?}", r.name, r.key),
+            ),
+            Some(_) => {}
+        }
+    }
+
+    fn header_name(&mut self, name: &str, at: FieldPath) {
+        if !is_header_name(name) {
+            self.err(at, format!("{name:?} is not an HTTP header name"));
+        }
+    }
+
+    fn ping_source(&mut self, p: &PingSource, config: &Config) {
+        use base64::Engine as _;
+        let ns = p.metadata.namespace();
+        let spec = root().key("spec");
+        if let Some(v) = p.metadata.annotations.get(PING_CATCH_UP_ANNOTATION)
+            && !v.parse::<u32>().is_ok_and(|n| (1..=1000).contains(&n))
+        {
+            self.err(
+                root()
+                    .key("metadata")
+                    .key("annotations")
+                    .key(PING_CATCH_UP_ANNOTATION),
+                format!("{v:?} is not a number of ticks from 1 to 1000"),
+            );
+        }
+        let s = &p.spec;
+        if let Some(ct) = &s.content_type
+            && !ct.contains('/')
+        {
+            self.err(
+                spec.key("contentType"),
+                format!("{ct:?} is not a media type such as application/json"),
+            );
+        }
+        let data = match (&s.data, &s.data_base64) {
+            (Some(_), Some(_)) => {
+                self.err(spec.clone(), "set data or dataBase64, not both");
+                None
+            }
+            (Some(d), None) => Some((d.as_bytes().to_vec(), "data")),
+            (None, Some(b)) => match base64::engine::general_purpose::STANDARD.decode(b.trim()) {
+                Ok(bytes) => Some((bytes, "dataBase64")),
+                Err(e) => {
+                    self.err(
+                        spec.key("dataBase64"),
+                        format!("is not standard base64: {e}"),
+                    );
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        if let (Some((bytes, field)), Some(ct)) = (data, &s.content_type)
+            && is_json_media_type(ct)
+            && !matches!(
+                serde_json::from_slice::<serde_json::Value>(&bytes),
+                Ok(serde_json::Value::Object(_))
+            )
+        {
+            self.err(
+                spec.key(field),
+                format!("contentType is {ct}, so the data must be a JSON object"),
+            );
+        }
+        self.sink(&s.sink, spec.key("sink"), ns, config);
+        self.overrides(s.ce_overrides.as_ref(), spec.key("ceOverrides"));
+    }
+
+    fn container_source(&mut self, c: &ContainerSource, config: &Config) {
+        let ns = c.metadata.namespace();
+        let spec = root().key("spec");
+        let containers = spec.key("template").key("spec").key("containers");
+        match c.spec.template.spec.containers.len() {
+            0 => self.err(containers.clone(), "one container is required"),
+            1 => {}
+            n => self.err(
+                containers.clone(),
+                format!("cebus runs one container as a local process; found {n}"),
+            ),
+        }
+        if let Some(first) = c.spec.template.spec.containers.first() {
+            let path = containers.index(0);
+            for (i, env) in first.env.iter().enumerate() {
+                let at = path.key("env").index(i);
+                if env.name.is_empty() || env.name.contains('=') {
+                    self.err(at.key("name"), "a variable name is required (without '=')");
+                }
+                match (&env.value, &env.value_from) {
+                    (Some(_), Some(_)) => self.err(at, "set value or valueFrom, not both"),
+                    (_, Some(from)) => match &from.secret_key_ref {
+                        Some(r) => {
+                            self.secret_ref(r, at.key("valueFrom").key("secretKeyRef"), ns, config)
+                        }
+                        None => self.err(
+                            at.key("valueFrom"),
+                            "only valueFrom.secretKeyRef is supported",
+                        ),
+                    },
+                    _ => {}
+                }
+            }
+        }
+        self.sink(&c.spec.sink, spec.key("sink"), ns, config);
+        self.overrides(c.spec.ce_overrides.as_ref(), spec.key("ceOverrides"));
+    }
+
+    fn webhook_source(&mut self, w: &WebhookSource, config: &Config) {
+        let ns = w.metadata.namespace();
+        let spec = root().key("spec");
+        let s = &w.spec;
+        match (&s.event_type, &s.event_type_from_header) {
+            (Some(_), Some(_)) => self.err(
+                spec.clone(),
+                "set eventType or eventTypeFromHeader, not both",
+            ),
+            (None, None) => self.err(
+                spec.key("eventType"),
+                "eventType (or eventTypeFromHeader) is required",
+            ),
+            (Some(t), None) if t.is_empty() => {
+                self.err(spec.key("eventType"), "eventType must not be empty")
+            }
+            (None, Some(from)) => {
+                self.header_name(&from.header, spec.key("eventTypeFromHeader").key("header"))
+            }
+            _ => {}
+        }
+        if s.event_source.as_deref() == Some("") {
+            self.err(spec.key("eventSource"), "eventSource must not be empty");
+        }
+        if let Some(h) = &s.id_from_header {
+            self.header_name(h, spec.key("idFromHeader"));
+        }
+        for (ext, header) in &s.extensions_from_headers {
+            let at = spec.key("extensionsFromHeaders").key(ext);
+            self.extension_name(ext, at.clone());
+            self.header_name(header, at);
+        }
+        if let Some(auth) = &s.auth {
+            let path = spec.key("auth");
+            if let Some(h) = &auth.hmac {
+                let at = path.key("hmac");
+                if let Some(header) = &h.header {
+                    self.header_name(header, at.key("header"));
+                }
+                self.secret_ref(&h.secret_key_ref, at.key("secretKeyRef"), ns, config);
+            }
+            if let Some(b) = &auth.basic {
+                let at = path.key("basic");
+                if b.username.is_empty() || b.username.contains(':') {
+                    self.err(at.key("username"), "a user name is required (without ':')");
+                }
+                self.secret_ref(
+                    &b.password_secret_key_ref,
+                    at.key("passwordSecretKeyRef"),
+                    ns,
+                    config,
+                );
+            }
+            if let Some(b) = &auth.bearer {
+                self.secret_ref(
+                    &b.token_secret_key_ref,
+                    path.key("bearer").key("tokenSecretKeyRef"),
+                    ns,
+                    config,
+                );
+            }
+        }
+        self.sink(&s.sink, spec.key("sink"), ns, config);
+        self.overrides(s.ce_overrides.as_ref(), spec.key("ceOverrides"));
+    }
+}
+
+/// A Secret key: `[-._a-zA-Z0-9]+`, as Kubernetes checks it.
+fn is_secret_key(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// `[a-z0-9]+`, the CloudEvents attribute name syntax.
@@ -980,5 +1309,203 @@ mod tests {
             serde_json::json!(["broker", "subscriber"])
         );
         let _ = schemars::schema_for!(crate::types::BrokerSpec);
+    }
+
+    const SECRET: &str = "apiVersion: v1\nkind: Secret\nmetadata: {name: hook}\n\
+                          data: {token: dG9r}\nstringData: {hmac: s3cret}\n---\n";
+
+    fn ping(spec: &str) -> String {
+        format!(
+            "apiVersion: sources.knative.dev/v1\nkind: PingSource\nmetadata: {{name: p}}\nspec: {spec}\n"
+        )
+    }
+
+    fn webhook(spec: &str) -> String {
+        format!(
+            "{SECRET}apiVersion: sources.cebus.dev/v1alpha1\nkind: WebhookSource\n\
+             metadata: {{name: w}}\nspec: {spec}\n"
+        )
+    }
+
+    fn container(spec: &str) -> String {
+        format!(
+            "{SECRET}apiVersion: sources.knative.dev/v1\nkind: ContainerSource\n\
+             metadata: {{name: c}}\nspec: {spec}\n"
+        )
+    }
+
+    const SINK: &str =
+        "sink: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}";
+
+    #[test]
+    fn valid_sources() {
+        valid(&ping(&format!("{{{SINK}}}")));
+        valid(&ping(&format!(
+            "{{schedule: '*/5 * * * *', timezone: Europe/Berlin, contentType: application/json, \
+             data: '{{\"a\": 1}}', ceOverrides: {{extensions: {{team: infra}}}}, {SINK}}}"
+        )));
+        valid(&ping(
+            "{contentType: text/plain, dataBase64: aGk=, sink: {uri: 'https://x.example/in'}}",
+        ));
+        valid(&webhook(&format!(
+            "{{eventTypeFromHeader: {{header: X-GitHub-Event, prefix: com.github.}}, \
+             idFromHeader: X-GitHub-Delivery, extensionsFromHeaders: {{hookid: X-GitHub-Hook-ID}}, \
+             auth: {{hmac: {{secretKeyRef: {{name: hook, key: hmac}}}}, \
+             bearer: {{tokenSecretKeyRef: {{name: hook, key: token}}}}}}, {SINK}}}"
+        )));
+        valid(&container(&format!(
+            "{{template: {{spec: {{containers: [{{image: x, command: [sh], \
+             env: [{{name: A, value: b}}, {{name: T, valueFrom: {{secretKeyRef: {{name: hook, key: token}}}}}}]}}]}}}}, {SINK}}}"
+        )));
+    }
+
+    #[test]
+    fn invalid_sources() {
+        const P: Option<&str> = Some("PingSource default/p");
+        const W: Option<&str> = Some("WebhookSource default/w");
+        const C: Option<&str> = Some("ContainerSource default/c");
+        check(&[
+            (ping("{sink: {}}"), P, "spec.sink", "set ref or uri"),
+            (
+                ping("{sink: {uri: /relative}}"),
+                P,
+                "spec.sink.uri",
+                "\"/relative\" is not an absolute",
+            ),
+            (
+                ping("{sink: {ref: {kind: Broker, name: nope}}}"),
+                P,
+                "spec.sink.ref",
+                "Broker default/nope is not defined",
+            ),
+            (
+                ping(&format!("{{data: a, dataBase64: YQ==, {SINK}}}")),
+                P,
+                "spec",
+                "set data or dataBase64, not both",
+            ),
+            (
+                ping(&format!("{{dataBase64: '***', {SINK}}}")),
+                P,
+                "spec.dataBase64",
+                "is not standard base64",
+            ),
+            (
+                ping(&format!(
+                    "{{contentType: application/json, data: '[1]', {SINK}}}"
+                )),
+                P,
+                "spec.data",
+                "contentType is application/json, so the data must be a JSON object",
+            ),
+            (
+                ping(&format!(
+                    "{{contentType: application/cloudevents+json; charset=utf-8, dataBase64: bm9wZQ==, {SINK}}}"
+                )),
+                P,
+                "spec.dataBase64",
+                "contentType is",
+            ),
+            (
+                ping(&format!(
+                    "{{ceOverrides: {{extensions: {{type: x}}}}, {SINK}}}"
+                )),
+                P,
+                "spec.ceOverrides.extensions.type",
+                "\"type\" is a core CloudEvents attribute",
+            ),
+            (
+                ping(&format!(
+                    "{{ceOverrides: {{extensions: {{Team: x}}}}, {SINK}}}"
+                )),
+                P,
+                "spec.ceOverrides.extensions.Team",
+                "\"Team\" is not a CloudEvents attribute name",
+            ),
+            (
+                format!(
+                    "apiVersion: sources.knative.dev/v1\nkind: PingSource\nmetadata: \
+                     {{name: p, annotations: {{cebus.dev/catch-up: '0'}}}}\nspec: {{{SINK}}}\n"
+                ),
+                P,
+                "metadata.annotations[\"cebus.dev/catch-up\"]",
+                "\"0\" is not a number of ticks",
+            ),
+            (
+                webhook(&format!("{{{SINK}}}")),
+                W,
+                "spec.eventType",
+                "eventType (or",
+            ),
+            (
+                webhook(&format!(
+                    "{{eventType: a, eventTypeFromHeader: {{header: X}}, {SINK}}}"
+                )),
+                W,
+                "spec",
+                "set eventType or eventTypeFromHeader",
+            ),
+            (
+                webhook(&format!(
+                    "{{eventType: a, idFromHeader: 'bad header', {SINK}}}"
+                )),
+                W,
+                "spec.idFromHeader",
+                "\"bad header\" is not an HTTP header name",
+            ),
+            (
+                webhook(&format!(
+                    "{{eventType: a, auth: {{hmac: {{secretKeyRef: {{name: other, key: k}}}}}}, {SINK}}}"
+                )),
+                W,
+                "spec.auth.hmac.secretKeyRef.name",
+                "Secret default/other is not defined",
+            ),
+            (
+                webhook(&format!(
+                    "{{eventType: a, auth: {{basic: {{username: ci, passwordSecretKeyRef: {{name: hook, key: pw}}}}}}, {SINK}}}"
+                )),
+                W,
+                "spec.auth.basic.passwordSecretKeyRef.key",
+                "Secret default/hook has no key \"pw\"",
+            ),
+            (
+                container(&format!(
+                    "{{template: {{spec: {{containers: []}}}}, {SINK}}}"
+                )),
+                C,
+                "spec.template.spec.containers",
+                "one container is required",
+            ),
+            (
+                container(&format!(
+                    "{{template: {{spec: {{containers: [{{command: [a], env: [{{name: A, value: b, valueFrom: {{secretKeyRef: {{name: hook, key: token}}}}}}]}}]}}}}, {SINK}}}"
+                )),
+                C,
+                "spec.template.spec.containers[0].env[0]",
+                "set value or valueFrom",
+            ),
+            (
+                "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {k: '%%'}\n".into(),
+                Some("Secret default/s"),
+                "data.k",
+                "is not standard base64",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn secrets_decode_and_hide_values() {
+        let objects = load_str(Path::new("s.yaml"), SECRET.trim_end_matches("---\n")).unwrap();
+        let config = Config::from_objects(objects);
+        let s = &config.secret("default", "hook").unwrap().object;
+        assert_eq!(s.value("token").as_deref(), Some(&b"tok"[..]));
+        assert_eq!(s.value("hmac").as_deref(), Some(&b"s3cret"[..]));
+        assert_eq!(s.value("nope"), None);
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("dG9r"),
+            "{shown}"
+        );
     }
 }

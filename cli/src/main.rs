@@ -8,6 +8,7 @@ mod send;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -31,7 +32,8 @@ enum Command {
     Run(RunArgs),
     /// Send one CloudEvent to a URL and print the response.
     Send(send::SendArgs),
-    /// Load and validate Knative YAML; print brokers, triggers and where each delivers.
+    /// Load and validate Knative YAML; print brokers, triggers, sources and where
+    /// each delivers (and a PingSource's next fire times).
     Validate {
         /// A YAML file or a directory of `*.yaml`/`*.yml` files.
         #[arg(short = 'f', long = "file")]
@@ -67,6 +69,10 @@ struct RunArgs {
     /// On SIGTERM or ctrl-c, how long to wait for in-flight deliveries, in seconds.
     #[arg(long, default_value_t = 30)]
     drain_secs: u64,
+    /// Where sources keep state across restarts (the last tick of a PingSource
+    /// with the `cebus.dev/catch-up` annotation).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -111,6 +117,12 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     opts.limits.channel_capacity = args.channel_capacity;
     opts.limits.max_in_flight_per_trigger = args.max_in_flight;
     opts.limits.default_timeout = Duration::from_secs(args.default_timeout_secs);
+    opts.extensions = vec![Arc::new(cebus_sources::Sources::new(
+        cebus_sources::SourcesOptions {
+            state_dir: args.state_dir,
+            ..Default::default()
+        },
+    ))];
     let server = match cebus_broker::Server::start(opts).await {
         Ok(s) => s,
         Err(e) => {
@@ -154,8 +166,18 @@ fn validate(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         ingress_base: "http://127.0.0.1:8080".into(),
         max_event_size: 1 << 20,
     };
-    match cebus_broker::load_plan(path, &opts) {
-        Ok(plan) => {
+    // Sources are checked as `cebus run` checks them; a state directory is assumed
+    // so that catch-up annotations are not reported here.
+    let sources_opts = cebus_sources::SourcesOptions {
+        state_dir: Some(PathBuf::from(".")),
+        ..Default::default()
+    };
+    let planned = cebus_broker::load_plan(path, &opts).and_then(|plan| {
+        let lines = cebus_sources::describe(&plan, &sources_opts, jiff::Timestamp::now(), 3)?;
+        Ok((plan, lines))
+    });
+    match planned {
+        Ok((plan, sources)) => {
             for broker in plan.brokers.values() {
                 println!(
                     "Broker {} (ingress {}/{})",
@@ -174,6 +196,9 @@ fn validate(path: &std::path::Path) -> anyhow::Result<ExitCode> {
                         t.namespace, t.name, t.subscriber
                     );
                 }
+            }
+            for line in sources {
+                println!("{line}");
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -342,7 +342,8 @@ pub fn encode_binary(event: &Event, headers: &mut HeaderMap) -> Bytes {
             }
         };
         // Most values need no escaping: copy them once instead of re-encoding.
-        let encoded: std::borrow::Cow<'_, str> = utf8_percent_encode(&text, HEADER_VALUE_ESCAPES).into();
+        let encoded: std::borrow::Cow<'_, str> =
+            utf8_percent_encode(&text, HEADER_VALUE_ESCAPES).into();
         let value = HeaderValue::from_str(&encoded).expect("percent-encoded text is visible ASCII");
         headers.insert(header, value);
     }

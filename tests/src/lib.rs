@@ -576,3 +576,47 @@ pub fn run_tool(
     );
     out
 }
+
+/// Starts cebus with `yaml` and the sources extension (PingSource, WebhookSource,
+/// ContainerSource), as `cebus run` does.
+pub async fn start_with_sources(yaml: &str) -> Cebus {
+    Cebus::start_with(yaml, |opts| {
+        opts.extensions = vec![Arc::new(cebus_sources::Sources::new(
+            cebus_sources::SourcesOptions::default(),
+        ))];
+    })
+    .await
+}
+
+/// GitHub's `X-Hub-Signature-256` value for `body` signed with `secret`.
+pub fn github_signature(secret: &str, body: &[u8]) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes any key length");
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+/// Sends `method` to `url` with `headers` and `body`; returns (status, headers, body).
+pub async fn request(
+    method: reqwest::Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<reqwest::Body>,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    init();
+    let mut req = reqwest::Client::new().request(method, url).body(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.expect("request to cebus");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    (status, headers, resp.text().await.unwrap_or_default())
+}
