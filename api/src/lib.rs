@@ -5,6 +5,7 @@
 pub mod duration;
 pub mod error;
 pub mod load;
+pub mod nats;
 pub mod resolve;
 pub mod types;
 pub mod validate;
@@ -12,6 +13,9 @@ pub mod validate;
 pub use duration::{DurationError, parse_iso8601};
 pub use error::{ConfigError, FieldPath};
 pub use load::{Config, Located, Object, load_and_validate, load_path, load_sources, load_str};
+pub use nats::{
+    NATS_BROKER_CLASS, NatsBrokerConfig, NatsCredentials, NatsStorageKind, parse_nats_config,
+};
 pub use resolve::{broker_ttl, ignores_invalid_reply, max_event_size, resolve_destination};
 pub use types::*;
-pub use validate::{is_json_media_type, validate};
+pub use validate::{is_json_media_type, is_nats_broker, validate};

@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use crate::error::{ConfigError, FieldPath, object_label};
 use crate::types::{
-    Broker, CEBUS_SOURCES_V1ALPHA1, ConfigMap, ContainerSource, EVENTING_V1, ObjectMeta,
-    PingSource, Resource, SOURCES_V1, Secret, Trigger, WebhookSource,
+    Broker, CEBUS_SOURCES_V1ALPHA1, ConfigMap, ContainerSource, EVENTING_V1, KafkaSource,
+    ObjectMeta, PingSource, Resource, SOURCES_V1, SOURCES_V1BETA1, Secret, Trigger, WebhookSource,
 };
 
 /// Namespace of objects that do not set `metadata.namespace`.
@@ -23,8 +23,6 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 const NOT_YET_SUPPORTED: &[(&str, &str)] = &[
     ("sources.knative.dev/v1", "ApiServerSource"),
     ("sources.knative.dev/v1", "SinkBinding"),
-    ("sources.knative.dev/v1", "KafkaSource"),
-    ("sources.knative.dev/v1beta1", "KafkaSource"),
     ("messaging.knative.dev/v1", "Channel"),
     ("messaging.knative.dev/v1", "InMemoryChannel"),
     ("messaging.knative.dev/v1", "Subscription"),
@@ -72,6 +70,8 @@ pub enum Object {
     ContainerSource(Located<ContainerSource>),
     /// `sources.cebus.dev/v1alpha1` WebhookSource.
     WebhookSource(Located<WebhookSource>),
+    /// `sources.knative.dev/v1` (or `v1beta1`) KafkaSource.
+    KafkaSource(Located<KafkaSource>),
 }
 
 /// Calls `$body` with `$o` bound to the `Located<_>` of any variant.
@@ -85,6 +85,7 @@ macro_rules! each_object {
             Object::PingSource($o) => $body,
             Object::ContainerSource($o) => $body,
             Object::WebhookSource($o) => $body,
+            Object::KafkaSource($o) => $body,
         }
     };
 }
@@ -131,6 +132,8 @@ pub struct Config {
     pub container_sources: Vec<Located<ContainerSource>>,
     /// WebhookSources.
     pub webhook_sources: Vec<Located<WebhookSource>>,
+    /// KafkaSources.
+    pub kafka_sources: Vec<Located<KafkaSource>>,
 }
 
 impl Config {
@@ -153,6 +156,7 @@ impl Config {
             Object::PingSource(o) => self.ping_sources.push(o),
             Object::ContainerSource(o) => self.container_sources.push(o),
             Object::WebhookSource(o) => self.webhook_sources.push(o),
+            Object::KafkaSource(o) => self.kafka_sources.push(o),
         }
     }
 
@@ -361,6 +365,9 @@ fn load_doc(file: &Path, doc: usize, value: Value) -> Result<Object, ConfigError
         (CEBUS_SOURCES_V1ALPHA1, "WebhookSource") => {
             located.typed(value).map(Object::WebhookSource)
         }
+        (SOURCES_V1 | SOURCES_V1BETA1, "KafkaSource") => {
+            located.typed(value).map(Object::KafkaSource)
+        }
         (api, kind) => {
             let label = raw_label(kind, &value);
             let error = |field, message| error(field, message).with_object(label.clone());
@@ -370,7 +377,7 @@ fn load_doc(file: &Path, doc: usize, value: Value) -> Result<Object, ConfigError
             let expected = match kind {
                 "Broker" | "Trigger" => Some(EVENTING_V1),
                 "ConfigMap" | "Secret" => Some("v1"),
-                "PingSource" | "ContainerSource" => Some(SOURCES_V1),
+                "PingSource" | "ContainerSource" | "KafkaSource" => Some(SOURCES_V1),
                 "WebhookSource" => Some(CEBUS_SOURCES_V1ALPHA1),
                 _ => None,
             };
@@ -383,9 +390,9 @@ fn load_doc(file: &Path, doc: usize, value: Value) -> Result<Object, ConfigError
                     "kind",
                     format!(
                         "unknown kind {kind} (apiVersion {api}); cebus loads \
-                         {EVENTING_V1} Broker and Trigger, {SOURCES_V1} PingSource and \
-                         ContainerSource, {CEBUS_SOURCES_V1ALPHA1} WebhookSource, and v1 \
-                         ConfigMap and Secret"
+                         {EVENTING_V1} Broker and Trigger, {SOURCES_V1} PingSource, \
+                         ContainerSource and KafkaSource, {CEBUS_SOURCES_V1ALPHA1} \
+                         WebhookSource, and v1 ConfigMap and Secret"
                     ),
                 ),
             })
@@ -727,16 +734,16 @@ status:
         };
         let cases = [
             (
-                "sources.knative.dev/v1",
+                "sources.knative.dev/v1alpha1",
                 "KafkaSource",
-                "kind",
-                "kind KafkaSource is not supported yet",
+                "apiVersion",
+                "apiVersion sources.knative.dev/v1alpha1 is not supported for KafkaSource",
             ),
             (
-                "sources.knative.dev/v1beta1",
-                "KafkaSource",
+                "sources.knative.dev/v1",
+                "ApiServerSource",
                 "kind",
-                "kind KafkaSource is not supported yet",
+                "kind ApiServerSource is not supported yet",
             ),
             (
                 "sources.knative.dev/v1beta1",
@@ -847,6 +854,40 @@ status:
         let errors = load_path(&dir.0).unwrap_err();
         assert_eq!(errors[0].file, dir.0.join("c-bad.yaml"));
         assert!(load_path(&dir.0.join("missing.yaml")).is_err());
+    }
+
+    #[test]
+    fn kafka_source_loads_as_v1_and_v1beta1() {
+        use crate::types::{KafkaInitialOffset, KafkaOrdering};
+        for api in ["sources.knative.dev/v1", "sources.knative.dev/v1beta1"] {
+            let text = format!(
+                "apiVersion: {api}\nkind: KafkaSource\nmetadata:\n  name: orders\nspec:\n  \
+                 consumerGroup: g\n  bootstrapServers: [my-cluster-kafka-bootstrap.kafka:9092]\n  \
+                 topics: [orders]\n  initialOffset: earliest\n  ordering: unordered\n  sink:\n    \
+                 ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}\n"
+            );
+            let objects = load_str(&path(), &text).unwrap();
+            let config = Config::from_objects(objects);
+            let k = &config.kafka_sources[0];
+            assert_eq!(k.label(), "KafkaSource default/orders");
+            let spec = &k.object.spec;
+            assert_eq!(spec.topics, ["orders"]);
+            assert_eq!(spec.initial_offset, Some(KafkaInitialOffset::Earliest));
+            assert_eq!(spec.ordering, Some(KafkaOrdering::Unordered));
+        }
+        // Knative's TLS/SASL settings are not read: rejected at their path, not ignored.
+        let e = load_one_err(
+            "apiVersion: sources.knative.dev/v1\nkind: KafkaSource\nmetadata:\n  name: k\n\
+             spec:\n  bootstrapServers: [a:9092]\n  topics: [t]\n  net: {tls: {enable: true}}\n  \
+             sink: {uri: http://x/}\n",
+        );
+        assert_eq!(e.field.as_deref(), Some("spec.net"), "{e}");
+        let e = load_one_err(
+            "apiVersion: sources.knative.dev/v1\nkind: KafkaSource\nmetadata:\n  name: k\n\
+             spec:\n  bootstrapServers: [a:9092]\n  topics: [t]\n  initialOffset: newest\n  \
+             sink: {uri: http://x/}\n",
+        );
+        assert_eq!(e.field.as_deref(), Some("spec.initialOffset"), "{e}");
     }
 
     #[test]

@@ -665,3 +665,66 @@ resource!(PingSource, SOURCES_V1, "PingSource");
 resource!(ContainerSource, SOURCES_V1, "ContainerSource");
 resource!(WebhookSource, CEBUS_SOURCES_V1ALPHA1, "WebhookSource");
 resource!(Secret, "v1", "Secret");
+
+/// `sources.knative.dev/v1beta1`: the KafkaSource version many Knative users still
+/// write; loaded exactly like `v1`.
+pub const SOURCES_V1BETA1: &str = "sources.knative.dev/v1beta1";
+
+/// Where a KafkaSource's consumer group starts when it has no committed offset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KafkaInitialOffset {
+    /// The oldest record still in the partition.
+    Earliest,
+    /// Only records produced after the group first joined (Knative's default).
+    #[default]
+    Latest,
+}
+
+/// How a KafkaSource delivers the records of one partition (Knative's `spec.ordering`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KafkaOrdering {
+    /// One record of a partition at a time, in offset order (Knative's default).
+    #[default]
+    Ordered,
+    /// Several records at once (bounded); offsets are still committed contiguously.
+    Unordered,
+}
+
+/// KafkaSource `spec` (Knative `sources.knative.dev/v1` and `v1beta1`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KafkaSourceSpec {
+    /// Kafka brokers to bootstrap from, `host:port` each.
+    pub bootstrap_servers: Vec<String>,
+    /// Topics to consume.
+    pub topics: Vec<String>,
+    /// Consumer group (default `cebus-kafkasource-<namespace>-<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_group: Option<String>,
+    /// Where a group without committed offsets starts: `earliest` or `latest` (default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_offset: Option<KafkaInitialOffset>,
+    /// `ordered` (default) or `unordered`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordering: Option<KafkaOrdering>,
+    /// Where events go.
+    pub sink: Destination,
+    /// Extensions added to every wrapped record's event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ce_overrides: Option<CloudEventOverrides>,
+}
+
+/// `sources.knative.dev/v1` KafkaSource (`v1beta1` is read the same way).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaSource {
+    /// Metadata.
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// Spec.
+    pub spec: KafkaSourceSpec,
+}
+
+resource!(KafkaSource, SOURCES_V1, "KafkaSource");

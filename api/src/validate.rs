@@ -7,6 +7,7 @@ use std::path::Path;
 use crate::duration::parse_iso8601;
 use crate::error::{ConfigError, FieldPath};
 use crate::load::{Config, Located};
+use crate::nats::{NATS_BROKER_CLASS, parse_nats_config};
 use crate::resolve::{has_scheme, is_absolute_http};
 use crate::types::{
     BROKER_CLASS_ANNOTATION, BROKER_TTL_ANNOTATION, Broker, CloudEventOverrides, ContainerSource,
@@ -14,6 +15,9 @@ use crate::types::{
     MAX_EVENT_SIZE_ANNOTATION, ObjectMeta, PING_CATCH_UP_ANNOTATION, PingSource, Resource, Secret,
     SecretKeySelector, SubscriptionsApiFilter, Trigger, WebhookSource,
 };
+
+#[path = "validate_kafka_source.rs"]
+mod kafka_source;
 
 /// The message for an empty `cesql` filter. Its syntax is checked when the
 /// trigger's filter is compiled (`cebus_triggers::cesql`), with the position.
@@ -24,6 +28,7 @@ pub const CESQL_EMPTY: &str =
 pub fn validate(config: &Config) -> Vec<ConfigError> {
     let mut errors = Vec::new();
     let mut seen = HashMap::new();
+    let nats_maps = nats_config_maps(config);
     for b in &config.brokers {
         let mut cx = Cx::new(b, &mut errors);
         cx.metadata(b.object.metadata(), false);
@@ -40,6 +45,14 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
         let mut cx = Cx::new(c, &mut errors);
         cx.metadata(c.object.metadata(), true);
         cx.duplicate(&mut seen, c);
+        let ns = c.object.metadata.namespace();
+        if nats_maps.contains(&(ns, c.object.metadata.name.as_str()))
+            && let Err(problems) = parse_nats_config(&c.object, ns, config)
+        {
+            for (field, message) in problems {
+                cx.err(field, message);
+            }
+        }
     }
     for s in &config.secrets {
         let mut cx = Cx::new(s, &mut errors);
@@ -65,7 +78,34 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
         cx.duplicate(&mut seen, w);
         cx.webhook_source(&w.object, config);
     }
+    kafka_source::validate(config, &mut seen, &mut errors);
     errors
+}
+
+/// The ConfigMaps (namespace, name) that configure a `NatsJetStreamBroker`.
+fn nats_config_maps(config: &Config) -> Vec<(&str, &str)> {
+    config
+        .brokers
+        .iter()
+        .filter(|b| is_nats_broker(&b.object))
+        .filter_map(|b| {
+            let r = b.object.spec.config.as_ref()?;
+            let ns = r
+                .namespace
+                .as_deref()
+                .filter(|n| !n.is_empty())
+                .unwrap_or(b.object.metadata.namespace());
+            Some((ns, r.name.as_str()))
+        })
+        .collect()
+}
+
+/// Whether `b` is of class `NatsJetStreamBroker`.
+pub fn is_nats_broker(b: &Broker) -> bool {
+    b.metadata
+        .annotations
+        .get(BROKER_CLASS_ANNOTATION)
+        .is_some_and(|c| c == NATS_BROKER_CLASS)
 }
 
 /// Context attributes a source's `ceOverrides` may not replace.
@@ -198,12 +238,22 @@ impl<'a> Cx<'a> {
         let ann = &b.metadata.annotations;
         if let Some(class) = ann.get(BROKER_CLASS_ANNOTATION)
             && class != DEFAULT_BROKER_CLASS
+            && class != NATS_BROKER_CLASS
         {
             self.err(
                 annotations.key(BROKER_CLASS_ANNOTATION),
                 format!(
                     "broker class {class} is not supported yet; use {DEFAULT_BROKER_CLASS} \
-                     or remove the annotation"
+                     (in memory), {NATS_BROKER_CLASS}, or remove the annotation"
+                ),
+            );
+        }
+        if is_nats_broker(b) && b.spec.config.is_none() {
+            self.err(
+                root().key("spec").key("config"),
+                format!(
+                    "a {NATS_BROKER_CLASS} needs spec.config naming a v1 ConfigMap with at \
+                     least the key url (e.g. nats://127.0.0.1:4222)"
                 ),
             );
         }
@@ -1094,6 +1144,95 @@ mod tests {
             "{retry: 0, backoffPolicy: linear, backoffDelay: PT0S, timeout: PT0.5S, retryAfterMax: PT1M, \
              deadLetterSink: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}, uri: /dls}}",
         ));
+    }
+
+    #[test]
+    fn nats_broker_class_and_its_config_map() {
+        // A NATS broker `b` with ConfigMap `nats` holding `data`.
+        let nats = |data: &str| {
+            format!(
+                "{}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: nats}}\ndata: {data}\n",
+                broker(
+                    "{name: b, annotations: {eventing.knative.dev/broker.class: NatsJetStreamBroker}}",
+                    "{config: {apiVersion: v1, kind: ConfigMap, name: nats}}"
+                )
+            )
+        };
+        const CM: Option<&str> = Some("ConfigMap default/nats");
+        valid(&nats("{url: 'nats://127.0.0.1:4222'}"));
+        valid(&nats(
+            "{url: 'nats://a:4222, nats://b:4222', storage: memory, replicas: '3', maxAge: PT1H, \
+             maxBytes: '1000000', maxMessages: '5000', maxMessageSize: '65536', duplicateWindow: PT30S, \
+             tokenSecret: natscreds/token}\n---\napiVersion: v1\nkind: Secret\n\
+             metadata: {name: natscreds}\nstringData: {token: s3cret}",
+        ));
+        valid(&nats("{url: 'nats://h:1', user: u, password: p}"));
+        check(&[
+            (
+                broker(
+                    "{name: b, annotations: {eventing.knative.dev/broker.class: NatsJetStreamBroker}}",
+                    "{}",
+                ),
+                B,
+                "spec.config",
+                "a NatsJetStreamBroker needs spec.config",
+            ),
+            (nats("{storage: file}"), CM, "data.url", "required"),
+            (
+                nats("{url: 'http://h:4222'}"),
+                CM,
+                "data.url",
+                "\"http://h:4222\": the scheme must be nats://",
+            ),
+            (
+                nats("{url: 'nats://h', storage: disk}"),
+                CM,
+                "data.storage",
+                "\"disk\" is not a storage; use file or memory",
+            ),
+            (
+                nats("{url: 'nats://h', maxAge: 1h}"),
+                CM,
+                "data.maxAge",
+                "\"1h\"",
+            ),
+            (
+                nats("{url: 'nats://h', replicas: '0'}"),
+                CM,
+                "data.replicas",
+                "\"0\" is not an integer from 1 to 5",
+            ),
+            (
+                nats("{url: 'nats://h', maxBytes: lots}"),
+                CM,
+                "data.maxBytes",
+                "\"lots\" is not an integer",
+            ),
+            (
+                nats("{url: 'nats://h', tokenSecret: missing/token}"),
+                CM,
+                "data.tokenSecret",
+                "Secret default/missing is not defined",
+            ),
+            (
+                nats("{url: 'nats://h', token: a, tokenSecret: x/y}"),
+                CM,
+                "data.tokenSecret",
+                "set token or tokenSecret, not both",
+            ),
+            (
+                nats("{url: 'nats://h', user: u}"),
+                CM,
+                "data.password",
+                "user is set",
+            ),
+            (
+                nats("{url: 'nats://h', stream: mine}"),
+                CM,
+                "data.stream",
+                "unknown key \"stream\"",
+            ),
+        ]);
     }
 
     #[test]

@@ -191,6 +191,15 @@ pub async fn run(name: &str, opts: &Options) -> anyhow::Result<Report> {
             .broker_class
             .clone()
             .or_else(|| backend.broker_class().map(str::to_owned)),
+        nats_url: match backend {
+            Backend::Nats => Some(std::env::var("NATS_URL").map_err(|_| {
+                anyhow::anyhow!(
+                    "nats- scenarios need NATS_URL: scripts/nats.sh start && \
+                     eval \"$(scripts/nats.sh env)\""
+                )
+            })?),
+            _ => None,
+        },
     };
     let mode = opts.mode();
     let mut report = Report {

@@ -11,7 +11,7 @@ pub enum Backend {
     InMemory,
     /// Knative's Kafka broker class (not in cebus yet; cebus will say so).
     Kafka,
-    /// NATS JetStream (not in cebus yet; cebus will say so).
+    /// NATS JetStream (`NatsJetStreamBroker` on `$NATS_URL`).
     Nats,
 }
 
@@ -51,6 +51,11 @@ impl Backend {
 pub struct BrokerSpec {
     /// Broker class annotation; `None` for cebus's default class.
     pub class: Option<String>,
+    /// NATS server URL(s): the broker gets `spec.config` and a ConfigMap with them
+    /// (file storage, the defaults otherwise, but a 1 s duplicate window: every
+    /// run and phase numbers its events from 0 again, and JetStream would drop
+    /// them as duplicates of the previous run's within the default 2 min).
+    pub nats_url: Option<String>,
 }
 
 /// One generated trigger: an exact `type` filter, delivering to `<sink>/<name>`.
@@ -117,6 +122,15 @@ fn broker_yaml(broker: &BrokerSpec) -> String {
         let _ = write!(
             y,
             "  annotations:\n    eventing.knative.dev/broker.class: {class}\n"
+        );
+    }
+    if let Some(url) = &broker.nats_url {
+        let _ = write!(
+            y,
+            "spec:\n  config:\n    apiVersion: v1\n    kind: ConfigMap\n    name: bench-nats\n\
+             ---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bench-nats\n  \
+             namespace: default\ndata:\n  url: {url}\n  storage: file\n  \
+             duplicateWindow: PT1S\n"
         );
     }
     y
@@ -190,6 +204,7 @@ spec:
     fn broker_class_becomes_an_annotation() {
         let b = BrokerSpec {
             class: Backend::Kafka.broker_class().map(str::to_owned),
+            nats_url: None,
         };
         let files = config(&b, &[], "http://x");
         assert_eq!(files.len(), 1);

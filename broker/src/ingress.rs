@@ -224,6 +224,13 @@ async fn broker_endpoint(
             counters.too_large.inc_by(n);
             error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string(), None, None)
         }
+        Err(IngestError::Channel(e @ ChannelError::Unavailable { .. })) => {
+            // NATS unreachable or refusing: nothing was promised; the producer retries.
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string(), None, None);
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
         Err(IngestError::Channel(ChannelError::Closed)) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "broker is shutting down",

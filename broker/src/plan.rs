@@ -28,8 +28,20 @@ pub struct BrokerPlan {
     pub max_ttl: u32,
     /// Largest accepted request body, in bytes.
     pub max_event_size: usize,
+    /// Where the broker stores its events.
+    pub channel: ChannelPlan,
     /// Triggers by name.
     pub triggers: BTreeMap<String, Arc<TriggerPlan>>,
+}
+
+/// The channel a broker runs on, from its class and ConfigMap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelPlan {
+    /// `MTChannelBasedBroker`: the bounded in-memory channel.
+    Memory,
+    /// `NatsJetStreamBroker`: a JetStream stream, settings from the ConfigMap
+    /// (`maxMessageSize` defaulted to the broker's max event size).
+    Nats(cebus_api::NatsBrokerConfig),
 }
 
 impl BrokerPlan {
@@ -90,17 +102,77 @@ fn object_error<T>(
         .with_field(field)
 }
 
+/// The channel of broker `loc`: memory, or NATS with its parsed ConfigMap.
+fn channel_plan(
+    config: &Config,
+    loc: &Located<cebus_api::Broker>,
+    max_event_size: usize,
+) -> Result<ChannelPlan, Vec<ConfigError>> {
+    let b = &loc.object;
+    if !cebus_api::is_nats_broker(b) {
+        return Ok(ChannelPlan::Memory);
+    }
+    let ns = b.metadata.namespace();
+    let missing = |message: String| {
+        vec![object_error(
+            loc,
+            "Broker",
+            ns,
+            &b.metadata.name,
+            "spec.config",
+            message,
+        )]
+    };
+    let Some(r) = &b.spec.config else {
+        return Err(missing(format!(
+            "a {} needs spec.config naming a ConfigMap",
+            cebus_api::NATS_BROKER_CLASS
+        )));
+    };
+    let cm_ns = r
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(ns);
+    let Some(cm) = config.config_map(cm_ns, &r.name) else {
+        return Err(missing(format!(
+            "ConfigMap {cm_ns}/{} is not defined",
+            r.name
+        )));
+    };
+    let mut nats = cebus_api::parse_nats_config(&cm.object, cm_ns, config).map_err(|e| {
+        e.into_iter()
+            .map(|(field, message)| {
+                object_error(cm, "ConfigMap", cm_ns, &r.name, field.as_str(), message)
+            })
+            .collect::<Vec<_>>()
+    })?;
+    if nats.max_message_size.is_none() {
+        nats.max_message_size = Some(i32::try_from(max_event_size).unwrap_or(i32::MAX));
+    }
+    Ok(ChannelPlan::Nats(nats))
+}
+
 /// Builds the plan for a validated config; errors name file, object and field.
 pub fn plan(config: &Config, opts: &PlanOptions) -> Result<Plan, Vec<ConfigError>> {
     let mut errors = Vec::new();
     let mut brokers = BTreeMap::new();
     for loc in &config.brokers {
         let b = &loc.object;
+        let max_event_size = cebus_api::max_event_size(b, opts.max_event_size);
+        let channel = match channel_plan(config, loc, max_event_size) {
+            Ok(c) => c,
+            Err(e) => {
+                errors.extend(e);
+                continue;
+            }
+        };
         let plan = BrokerPlan {
             namespace: b.metadata.namespace().to_owned(),
             name: b.metadata.name.clone(),
             max_ttl: cebus_api::broker_ttl(b),
-            max_event_size: cebus_api::max_event_size(b, opts.max_event_size),
+            max_event_size,
+            channel,
             triggers: BTreeMap::new(),
         };
         brokers.insert(plan.key(), (loc, plan));

@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use cebus_channels::{AnyChannel, Channel, ChannelError, Envelope, MemoryChannel};
+use cebus_channels::{
+    AnyChannel, Channel, ChannelError, Envelope, MemoryChannel, NatsAuth, NatsChannel,
+    NatsSettings, NatsStorage,
+};
 use cebus_events::{Event, attr};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
@@ -17,7 +20,7 @@ use cebus_triggers::Matcher;
 
 use crate::deliver;
 use crate::metrics::{BrokerCounters, Metrics};
-use crate::plan::{BrokerPlan, Plan, TriggerPlan};
+use crate::plan::{BrokerPlan, ChannelPlan, Plan, TriggerPlan};
 use crate::time::rfc3339;
 
 /// Process-wide limits of the data plane.
@@ -99,6 +102,8 @@ pub struct BrokerRuntime {
     pub namespace: String,
     settings: ArcSwap<BrokerSettings>,
     channel: AnyChannel,
+    /// What the channel was made from; a change replaces the broker.
+    channel_plan: ChannelPlan,
     /// The matcher and its triggers: read once per event, replaced on every
     /// trigger change.
     snapshot: ArcSwap<Snapshot>,
@@ -210,6 +215,43 @@ impl AckTracker {
     }
 }
 
+/// The channel `plan` asks for. A NATS channel connects in the background; until
+/// it is ready, ingress answers 503.
+fn make_channel(plan: &BrokerPlan, limits: &Limits) -> AnyChannel {
+    match &plan.channel {
+        ChannelPlan::Memory => {
+            AnyChannel::Memory(Arc::new(MemoryChannel::new(limits.channel_capacity)))
+        }
+        ChannelPlan::Nats(n) => {
+            let mut s = NatsSettings::new(n.servers.clone(), &plan.namespace, &plan.name);
+            s.auth = match &n.credentials {
+                cebus_api::NatsCredentials::None => NatsAuth::None,
+                cebus_api::NatsCredentials::Token(t) => NatsAuth::Token(t.clone()),
+                cebus_api::NatsCredentials::UserPassword { user, password } => {
+                    NatsAuth::UserPassword {
+                        user: user.clone(),
+                        password: password.clone(),
+                    }
+                }
+            };
+            s.storage = match n.storage {
+                cebus_api::NatsStorageKind::File => NatsStorage::File,
+                cebus_api::NatsStorageKind::Memory => NatsStorage::Memory,
+            };
+            s.replicas = n.replicas;
+            s.max_age = n.max_age;
+            s.max_bytes = n.max_bytes;
+            s.max_messages = n.max_messages;
+            s.max_message_size = n.max_message_size;
+            s.duplicate_window = n.duplicate_window;
+            // The window: records handed out and not yet delivered everywhere.
+            s.window = limits.channel_capacity;
+            s.default_ttl = plan.max_ttl;
+            AnyChannel::Nats(Arc::new(NatsChannel::connect(s)))
+        }
+    }
+}
+
 impl BrokerRuntime {
     fn start(plan: &BrokerPlan, shared: Arc<Shared>) -> Arc<BrokerRuntime> {
         let key = plan.key();
@@ -221,9 +263,8 @@ impl BrokerRuntime {
                 max_ttl: plan.max_ttl,
                 max_event_size: plan.max_event_size,
             }),
-            channel: AnyChannel::Memory(Arc::new(MemoryChannel::new(
-                shared.limits.channel_capacity,
-            ))),
+            channel: make_channel(plan, &shared.limits),
+            channel_plan: plan.channel.clone(),
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             by_name: Mutex::new(BTreeMap::new()),
             shared: shared.clone(),
@@ -476,7 +517,15 @@ impl Registry {
         let mut next: HashMap<String, Arc<BrokerRuntime>> = HashMap::new();
         for (key, bp) in &plan.brokers {
             let broker = match current.get(key) {
-                Some(b) => b.clone(),
+                Some(b) if b.channel_plan == bp.channel => b.clone(),
+                Some(b) => {
+                    // A new class or new channel settings: a new channel. The old
+                    // broker drains what it holds; a durable backlog stays in the
+                    // stream for the new one.
+                    tracing::info!(broker = %key, "broker channel changed; replacing the broker");
+                    b.stop();
+                    BrokerRuntime::start(bp, self.shared.clone())
+                }
                 None => {
                     tracing::info!(broker = %key, "broker added");
                     BrokerRuntime::start(bp, self.shared.clone())

@@ -1,9 +1,34 @@
 //! The channel contract: one scenario suite that every backend runs, so the
 //! broker can rely on the same behaviour whatever stores its events.
+//!
+//! Backends bound what they hold in one of two ways ([`Bound`]), and the two
+//! capacity scenarios check each backend against its own kind; what both kinds
+//! promise is the same: never more than `capacity` records outstanding at the
+//! consumer, never a silent drop, and an ack frees room.
+
+use std::time::Duration;
 
 use cebus_events::Event;
 
 use crate::{Channel, ChannelError, Envelope};
+
+/// How a backend keeps its `capacity`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// The channel stores at most `capacity` unacknowledged events and refuses
+    /// appends beyond that (`Full`, `BatchTooLarge`), storing nothing of a refused
+    /// batch (the in-memory channel).
+    Store,
+    /// A durable log is the buffer: appends are not refused for capacity, and at
+    /// most `capacity` records are handed to the consumer unacknowledged; the
+    /// rest waits in the log until acks free the window (NATS JetStream's
+    /// `max_ack_pending`).
+    Window,
+}
+
+/// How long a scenario waits to be sure a record is held back. A negative
+/// check needs some wait; it is short, and a wrong backend fails it reliably.
+const HELD_BACK: Duration = Duration::from_millis(300);
 
 fn envelope(id: &str) -> Envelope {
     Envelope::new(Event::with_required(id, "/contract", "contract.test"))
@@ -19,10 +44,10 @@ async fn ids<C: Channel>(channel: &C, n: usize) -> Vec<(u64, String)> {
 }
 
 /// Runs every scenario against fresh channels from `make(capacity)`.
-pub async fn run_all<C: Channel, F: Fn(usize) -> C>(make: F) {
+pub async fn run_all<C: Channel, F: Fn(usize) -> C>(make: F, bound: Bound) {
     appends_are_received_in_order(make(8)).await;
-    a_full_channel_rejects_and_ack_frees_room(make(2)).await;
-    batches_are_all_or_nothing(make(3)).await;
+    a_full_channel_holds_back_and_ack_frees_room(make(2), bound).await;
+    batches_are_all_or_nothing(make(3), bound).await;
     close_drains_then_ends(make(4)).await;
     events_are_unchanged(make(4)).await;
 }
@@ -41,21 +66,45 @@ pub async fn appends_are_received_in_order<C: Channel>(c: C) {
     assert_eq!(c.pending(), 3);
 }
 
-/// A full channel says so (never blocks, never drops); acking frees room.
-pub async fn a_full_channel_rejects_and_ack_frees_room<C: Channel>(c: C) {
+/// A full channel says so or holds back (never blocks an append, never drops);
+/// at most `capacity` records are outstanding; acking frees room.
+pub async fn a_full_channel_holds_back_and_ack_frees_room<C: Channel>(c: C, bound: Bound) {
     c.append(vec![envelope("1"), envelope("2")]).await.unwrap();
-    let err = c.append(vec![envelope("3")]).await.unwrap_err();
-    assert!(matches!(err, ChannelError::Full { .. }), "{err:?}");
+    let third = c.append(vec![envelope("3")]).await;
+    match bound {
+        Bound::Store => assert!(matches!(third, Err(ChannelError::Full { .. })), "{third:?}"),
+        Bound::Window => third.expect("a window-bound channel stores beyond its window"),
+    }
     let got = ids(&c, 2).await;
+    assert!(
+        tokio::time::timeout(HELD_BACK, c.recv()).await.is_err(),
+        "no more than capacity records are outstanding"
+    );
     c.ack(got[0].0);
-    c.append(vec![envelope("3")]).await.unwrap();
+    if bound == Bound::Store {
+        c.append(vec![envelope("3")]).await.unwrap();
+    }
     let got = ids(&c, 1).await;
     assert_eq!(got[0].1, "3");
 }
 
-/// A batch is stored whole or not at all.
-pub async fn batches_are_all_or_nothing<C: Channel>(c: C) {
+/// A batch is stored whole or not at all: a refused batch leaves nothing behind
+/// (store-bound), and an accepted batch larger than the window comes out whole
+/// and in order as acks free the window (window-bound).
+pub async fn batches_are_all_or_nothing<C: Channel>(c: C, bound: Bound) {
     c.append(vec![envelope("x"), envelope("y")]).await.unwrap();
+    if bound == Bound::Window {
+        let big: Vec<_> = ["p", "q", "r", "s"].into_iter().map(envelope).collect();
+        c.append(big).await.unwrap();
+        let mut names = Vec::new();
+        for _ in 0..6 {
+            let r = c.recv().await.expect("record");
+            names.push(r.envelope.event.id().into_owned());
+            c.ack(r.offset);
+        }
+        assert_eq!(names, ["x", "y", "p", "q", "r", "s"]);
+        return;
+    }
     let err = c
         .append(vec![envelope("p"), envelope("q")])
         .await

@@ -1,11 +1,12 @@
 //! Channels: where a broker stores each accepted event until every matching
 //! trigger has had it delivered or dead-lettered. One trait, one implementation per
-//! backend (in-memory now; the embedded log, Kafka and NATS JetStream later), and
-//! one contract suite that every backend must pass.
+//! backend (in-memory and NATS JetStream now; the embedded log and Kafka later),
+//! and one contract suite that every backend must pass.
 
 pub mod binding;
 pub mod contract;
 pub mod memory;
+pub mod nats;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use cebus_events::Event;
 
 pub use memory::MemoryChannel;
+pub use nats::{NatsAuth, NatsChannel, NatsSettings, NatsStorage};
 
 /// Hop budget of an event that enters a broker without `knativebrokerttl`.
 pub const DEFAULT_TTL: u32 = 255;
@@ -72,6 +74,13 @@ pub enum ChannelError {
     /// The channel was closed (broker removed or shutting down).
     #[error("channel is closed")]
     Closed,
+    /// The backend cannot store events now: NATS unreachable, or it refused the
+    /// publish. Nothing is promised about the batch; retry later.
+    #[error("channel unavailable: {reason}")]
+    Unavailable {
+        /// What went wrong, for the producer.
+        reason: String,
+    },
 }
 
 /// What every channel backend provides. A broker has one channel and one consumer
@@ -101,36 +110,43 @@ pub trait Channel: Send + Sync {
 pub enum AnyChannel {
     /// The bounded, best-effort in-memory channel.
     Memory(Arc<MemoryChannel>),
+    /// The durable NATS JetStream channel.
+    Nats(Arc<NatsChannel>),
 }
 
 impl Channel for AnyChannel {
     async fn append(&self, batch: Vec<Envelope>) -> Result<(), ChannelError> {
         match self {
             AnyChannel::Memory(c) => c.append(batch).await,
+            AnyChannel::Nats(c) => c.append(batch).await,
         }
     }
 
     async fn recv(&self) -> Option<Record> {
         match self {
             AnyChannel::Memory(c) => c.recv().await,
+            AnyChannel::Nats(c) => c.recv().await,
         }
     }
 
     fn ack(&self, offset: u64) {
         match self {
             AnyChannel::Memory(c) => c.ack(offset),
+            AnyChannel::Nats(c) => c.ack(offset),
         }
     }
 
     fn close(&self) {
         match self {
             AnyChannel::Memory(c) => c.close(),
+            AnyChannel::Nats(c) => c.close(),
         }
     }
 
     fn pending(&self) -> usize {
         match self {
             AnyChannel::Memory(c) => c.pending(),
+            AnyChannel::Nats(c) => c.pending(),
         }
     }
 }

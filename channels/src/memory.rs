@@ -128,6 +128,6 @@ mod tests {
 
     #[tokio::test]
     async fn memory_channel_passes_the_contract() {
-        crate::contract::run_all(MemoryChannel::new).await;
+        crate::contract::run_all(MemoryChannel::new, crate::contract::Bound::Store).await;
     }
 }

@@ -1,12 +1,13 @@
 //! Event sources that run beside the brokers from the same YAML: PingSource
-//! (cron), WebhookSource (HTTP POST → CloudEvent) and ContainerSource (a local
-//! process with `K_SINK`). [`Sources`] plugs into the server as a
+//! (cron), WebhookSource (HTTP POST → CloudEvent), ContainerSource (a local
+//! process with `K_SINK`) and KafkaSource (a consumer group, records → events). [`Sources`] plugs into the server as a
 //! [`cebus_broker::Extension`]: it checks each config, serves the webhook routes
 //! on the main listener, and applies changes source by source.
 
 pub mod auth;
 pub mod clock;
 pub mod container;
+pub mod kafka;
 pub mod ping;
 pub mod schedule;
 pub mod sink;
@@ -21,8 +22,8 @@ use std::sync::{Arc, Mutex};
 use base64::Engine as _;
 use bytes::Bytes;
 use cebus_api::{
-    ConfigError, ContainerSource, Located, MAX_EVENT_SIZE_ANNOTATION, PING_CATCH_UP_ANNOTATION,
-    PingSource, Resource, SecretKeySelector, WebhookSource,
+    ConfigError, ContainerSource, KafkaSource, Located, MAX_EVENT_SIZE_ANNOTATION,
+    PING_CATCH_UP_ANNOTATION, PingSource, Resource, SecretKeySelector, WebhookSource,
 };
 use cebus_broker::runtime::Registry;
 use cebus_broker::{Extension, Plan};
@@ -31,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use clock::Clock;
 pub use container::ContainerPlan;
+pub use kafka::KafkaPlan;
 pub use ping::PingPlan;
 pub use schedule::{Schedule, ScheduleError};
 pub use sink::SinkTarget;
@@ -63,6 +65,8 @@ pub enum SourcePlan {
     Container(Arc<ContainerPlan>),
     /// A WebhookSource.
     Webhook(Arc<WebhookPlan>),
+    /// A KafkaSource.
+    Kafka(Arc<KafkaPlan>),
 }
 
 /// A planned source with what identifies its behaviour.
@@ -169,6 +173,12 @@ pub fn plan_sources(plan: &Plan, opts: &SourcesOptions) -> Result<Vec<Planned>, 
         match plan_webhook(plan, loc, base) {
             Ok(p) => out.push(p),
             Err(e) => errors.extend(e),
+        }
+    }
+    for loc in &plan.config.kafka_sources {
+        match plan_kafka(loc, base) {
+            Ok(p) => out.push(p),
+            Err(e) => errors.push(e),
         }
     }
     if errors.is_empty() {
@@ -462,6 +472,38 @@ fn plan_webhook(
     })
 }
 
+fn plan_kafka(loc: &Located<KafkaSource>, base: &str) -> Result<Planned, ConfigError> {
+    let k = &loc.object;
+    let spec = &k.spec;
+    let ns = k.metadata.namespace();
+    let sink = resolve_sink(loc, &spec.sink, base)?;
+    let sink_text = sink.url(base);
+    Ok(Planned {
+        label: loc.label(),
+        fingerprint: fingerprint(loc, &[sink_text.as_bytes()]),
+        sink: sink.clone(),
+        plan: SourcePlan::Kafka(Arc::new(KafkaPlan {
+            namespace: ns.to_owned(),
+            name: k.metadata.name.clone(),
+            bootstrap_servers: spec
+                .bootstrap_servers
+                .iter()
+                .map(|s| s.trim())
+                .collect::<Vec<_>>()
+                .join(","),
+            topics: spec.topics.clone(),
+            group: spec
+                .consumer_group
+                .clone()
+                .unwrap_or_else(|| kafka::default_consumer_group(ns, &k.metadata.name)),
+            initial_offset: spec.initial_offset.unwrap_or_default(),
+            ordering: spec.ordering.unwrap_or_default(),
+            extensions: spec.ce_overrides.clone().unwrap_or_default().extensions,
+            sink,
+        })),
+    })
+}
+
 /// One line per source for `cebus validate`: kind, name, resolved sink, and for a
 /// PingSource its next `fires` fire times after `now`.
 pub fn describe(
@@ -507,6 +549,16 @@ pub fn describe(
                     let mut argv = vec![c.program.as_str()];
                     argv.extend(c.args.iter().map(String::as_str));
                     line.push_str(&format!("\n    runs {argv:?}"));
+                }
+                SourcePlan::Kafka(k) => {
+                    line.push_str(&format!(
+                        "\n    topics {:?} from {} as group {} (initialOffset {}, {})",
+                        k.topics,
+                        k.bootstrap_servers,
+                        k.group,
+                        kafka::offset_name(k.initial_offset),
+                        kafka::ordering_name(k.ordering)
+                    ));
                 }
             }
             line
@@ -614,6 +666,15 @@ impl Extension for Sources {
                             cancel.clone(),
                         ));
                         Some(handle)
+                    }
+                    SourcePlan::Kafka(k) => {
+                        tokio::spawn(kafka::run(
+                            k.clone(),
+                            sender.clone(),
+                            Arc::default(),
+                            cancel.clone(),
+                        ));
+                        None
                     }
                     SourcePlan::Webhook(_) => None,
                 }

@@ -153,6 +153,13 @@ impl Sender {
                     Err(IngestError::Channel(e @ ChannelError::BatchTooLarge { .. })) => {
                         Err(Refusal::status(413, e.to_string()))
                     }
+                    Err(IngestError::Channel(ChannelError::Unavailable { reason })) => {
+                        Err(Refusal {
+                            outcome: AttemptOutcome::Status(503),
+                            retry_after: Some(std::time::Duration::from_secs(1)),
+                            message: format!("broker {namespace}/{name}: {reason}"),
+                        })
+                    }
                     Err(IngestError::Channel(ChannelError::Closed)) => Err(Refusal::status(
                         503,
                         format!("broker {namespace}/{name} is shutting down"),

@@ -620,3 +620,31 @@ pub async fn request(
     let headers = resp.headers().clone();
     (status, headers, resp.text().await.unwrap_or_default())
 }
+
+/// A topic name no other test run uses (the broker auto-creates it on first use).
+pub fn unique_topic(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// Produces one record to `topic` on `$KAFKA_BOOTSTRAP` with kcat: `value` (one
+/// line), an optional `key`, and `headers`. Returns when Kafka acknowledged it.
+pub fn kcat_produce(topic: &str, key: Option<&str>, headers: &[(&str, &str)], value: &str) {
+    assert!(!value.contains('\n'), "one record is one line for kcat");
+    let mut cmd = std::process::Command::new("kcat");
+    cmd.args(["-P", "-b", &kafka_bootstrap(), "-t", topic]);
+    if let Some(k) = key {
+        cmd.args(["-k", k]);
+    }
+    for (name, v) in headers {
+        cmd.args(["-H", &format!("{name}={v}")]);
+    }
+    run_tool(
+        &mut cmd,
+        format!("{value}\n").as_bytes(),
+        Duration::from_secs(30),
+    );
+}

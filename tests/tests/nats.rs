@@ -1,0 +1,560 @@
+//! End-to-end tests of the `NatsJetStreamBroker` against a real nats-server: the
+//! core delivery scenarios (retries, dead letters, replies, filters), restarts of
+//! cebus (SIGTERM and `kill -9` of the real binary), a nats-server outage (503,
+//! then recovery), and a message published by another client (Python `nats-py`).
+//!
+//! `scripts/test` starts the shared nats-server (`scripts/nats.sh`) and sets
+//! `NATS_URL`; the outage test runs its own nats-server so it never disturbs the
+//! others. Without them these tests fail; they never skip.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cebus_e2e::{
+    Cebus, Reply, Sink, cebus_bin, cloudevents_python, nats_url, post_binary, received_ids,
+    run_tool, wait_for_id,
+};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A broker name no other test (or earlier run on the same nats-server) uses, so
+/// each test has its own stream.
+fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos();
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000_000
+    )
+}
+
+/// A `NatsJetStreamBroker` named `broker` on `url`, its ConfigMap (plus
+/// `cm_extra` lines, indented by 2) and triggers (name, extra spec, subscriber).
+fn nats_yaml(
+    broker: &str,
+    url: &str,
+    cm_extra: &str,
+    broker_spec_extra: &str,
+    triggers: &[(&str, &str, &str)],
+) -> String {
+    let mut y = format!(
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: {broker}\n  \
+         annotations:\n    eventing.knative.dev/broker.class: NatsJetStreamBroker\nspec:\n  \
+         config:\n    apiVersion: v1\n    kind: ConfigMap\n    name: {broker}-nats\n{broker_spec_extra}\
+         ---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {broker}-nats\ndata:\n  \
+         url: {url}\n{cm_extra}"
+    );
+    for (name, extra, sub) in triggers {
+        y.push_str(&format!(
+            "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: {name}\n\
+             spec:\n  broker: {broker}\n  subscriber:\n    uri: {sub}\n{extra}"
+        ));
+    }
+    y
+}
+
+/// Posts until the broker accepts (its stream is set up in the background).
+async fn post_until_accepted(url: &str, id: &str, ty: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = post_binary(url, id, ty, "{}").await;
+        if status == 202 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "broker never accepted: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn retries_then_dead_letters_with_the_error_attributes() {
+    let sub = Sink::start_with(Reply::status(500).body("boom")).await;
+    let dls = Sink::start().await;
+    let broker = unique("dls");
+    let trigger = format!(
+        "  delivery:\n    retry: 2\n    backoffPolicy: linear\n    backoffDelay: PT0.05S\n    \
+         deadLetterSink:\n      uri: {}\n",
+        dls.url()
+    );
+    let cebus = Cebus::start(&nats_yaml(
+        &broker,
+        &nats_url(),
+        "  storage: memory\n",
+        "",
+        &[("t", &trigger, &sub.url())],
+    ))
+    .await;
+    let url = cebus.broker_url("default", &broker);
+    post_until_accepted(&url, "e-1", "order.created").await;
+
+    let dead = dls.wait_for(1, WAIT).await;
+    let e = dead[0].event();
+    assert_eq!(e.id(), "e-1");
+    assert_eq!(
+        e.get_str("knativeerrordest").as_deref(),
+        Some(sub.url().as_str())
+    );
+    assert_eq!(e.get_str("knativeerrorcode").as_deref(), Some("500"));
+    assert_eq!(e.get_str("knativeerrordata").as_deref(), Some("Ym9vbQ=="));
+    assert_eq!(sub.received().len(), 3, "retry 2 = 3 attempts");
+    sub.expect_no_more_than(3, Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn replies_re_enter_and_filters_route() {
+    let orders = Sink::start_with(Reply::event(200, "reply-1", "order.done", "{}")).await;
+    let done = Sink::start().await;
+    let broker = unique("reply");
+    let cebus = Cebus::start(&nats_yaml(
+        &broker,
+        &nats_url(),
+        "",
+        "",
+        &[
+            (
+                "orders",
+                "  filter:\n    attributes:\n      type: order.created\n",
+                &orders.url(),
+            ),
+            (
+                "done",
+                "  filters:\n    - prefix:\n        type: order.do\n",
+                &done.url(),
+            ),
+        ],
+    ))
+    .await;
+    let url = cebus.broker_url("default", &broker);
+    post_until_accepted(&url, "o-1", "order.created").await;
+    let (status, _) = post_binary(&url, "x-1", "other.type", "{}").await;
+    assert_eq!(status, 202);
+
+    let got = done.wait_for(1, WAIT).await;
+    let reply = got[0].event();
+    assert_eq!(reply.id(), "reply-1");
+    assert_eq!(reply.ty(), "order.done");
+    assert!(
+        reply.get("knativebrokerttl").is_none(),
+        "the hop counter is internal"
+    );
+    orders
+        .expect_no_more_than(1, Duration::from_millis(500))
+        .await;
+    assert_eq!(received_ids(&orders), ["o-1"]);
+    done.expect_no_more_than(1, Duration::from_millis(300))
+        .await;
+}
+
+/// The real binary on a free port, with its config in `dir`.
+struct Proc {
+    child: Child,
+    base: String,
+}
+
+impl Proc {
+    fn start(dir: &std::path::Path, extra: &[&str]) -> Proc {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .to_string();
+        let child = Command::new(cebus_bin())
+            .args(["run", "-f"])
+            .arg(dir)
+            .args(["--addr", &addr])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start cebus");
+        Proc {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+
+    fn wait(mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.child.try_wait().expect("try_wait").is_none() {
+            assert!(Instant::now() < deadline, "cebus did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `n` events posted with `concurrency` clients; every answer must be 202.
+async fn post_many(url: &str, prefix: &str, n: usize, concurrency: usize) {
+    let client = reqwest::Client::new();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, next, url, prefix) = (
+            client.clone(),
+            next.clone(),
+            url.to_owned(),
+            prefix.to_owned(),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    return;
+                }
+                let resp = client
+                    .post(&url)
+                    .header("ce-specversion", "1.0")
+                    .header("ce-id", format!("{prefix}-{i}"))
+                    .header("ce-source", "/e2e/nats")
+                    .header("ce-type", "load")
+                    .body("{}")
+                    .send()
+                    .await
+                    .expect("post");
+                assert_eq!(resp.status().as_u16(), 202, "event {i}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("poster");
+    }
+}
+
+async fn wait_ready(base: &str, broker: &str) {
+    cebus_e2e::init();
+    let url = format!("{base}/default/{broker}");
+    post_until_accepted_retrying_connect(&url).await;
+}
+
+/// Like [`post_until_accepted`], tolerating a process that is not listening yet.
+async fn post_until_accepted_retrying_connect(url: &str) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = client
+            .post(url)
+            .header("ce-specversion", "1.0")
+            .header("ce-id", "ready-probe")
+            .header("ce-source", "/e2e/probe")
+            .header("ce-type", "probe")
+            .send()
+            .await;
+        if r.is_ok_and(|r| r.status().as_u16() == 202) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "cebus never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Unique ids received by `sink` with `prefix`, and how many requests repeated one.
+fn tally(sink: &Sink, prefix: &str) -> (usize, usize) {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for id in received_ids(sink) {
+        if id.starts_with(prefix) {
+            *seen.entry(id).or_default() += 1;
+        }
+    }
+    let dups = seen.values().map(|c| c - 1).sum();
+    (seen.len(), dups)
+}
+
+async fn wait_all(sink: &Sink, prefix: &str, n: usize, within: Duration) -> usize {
+    let deadline = Instant::now() + within;
+    loop {
+        let (unique, dups) = tally(sink, prefix);
+        if unique == n {
+            return dups;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {unique} of {n} events were delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_a_subscriber_down_loses_nothing() {
+    let broker = unique("restart");
+    let dir = tempfile::tempdir().unwrap();
+    // The subscriber is down (nothing listens on its port) while events arrive.
+    let down = format!(
+        "http://{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    );
+    let trigger =
+        "  delivery:\n    retry: 1000\n    backoffPolicy: linear\n    backoffDelay: PT0.2S\n";
+    let write = |sub: &str| {
+        std::fs::write(
+            dir.path().join("config.yaml"),
+            nats_yaml(&broker, &nats_url(), "", "", &[("t", trigger, sub)]),
+        )
+        .unwrap()
+    };
+    write(&down);
+    let first = Proc::start(dir.path(), &["--drain-secs", "1"]);
+    wait_ready(&first.base, &broker).await;
+    let url = format!("{}/default/{broker}", first.base);
+    post_many(&url, "r", 50, 4).await;
+    first.signal("-TERM");
+    first.wait(WAIT);
+
+    let sink = Sink::start().await;
+    write(&sink.url());
+    let second = Proc::start(dir.path(), &[]);
+    // JetStream redelivers what the first process held after ack_wait (10 s).
+    let dups = wait_all(&sink, "r-", 50, WAIT).await;
+    println!("restart after SIGTERM: 50 of 50 delivered, {dups} duplicates");
+    drop(second);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_stream_delivers_every_acknowledged_event() {
+    const N: usize = 10_000;
+    let broker = unique("crash");
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start_with(Reply::status(200).delay(Duration::from_millis(5))).await;
+    std::fs::write(
+        dir.path().join("config.yaml"),
+        nats_yaml(&broker, &nats_url(), "", "", &[("t", "", &sink.url())]),
+    )
+    .unwrap();
+    // Two deliveries at a time against a 5 ms subscriber: delivery lags far behind
+    // ingress, so the kill lands mid-stream.
+    let first = Proc::start(dir.path(), &["--max-in-flight", "2"]);
+    wait_ready(&first.base, &broker).await;
+    let url = format!("{}/default/{broker}", first.base);
+    post_many(&url, "c", N, 16).await;
+    first.signal("-KILL");
+    first.wait(WAIT);
+    let at_kill = tally(&sink, "c-").0;
+    assert!(
+        at_kill < N,
+        "the kill came after every delivery ({at_kill})"
+    );
+
+    let second = Proc::start(dir.path(), &[]);
+    let dups = wait_all(&sink, "c-", N, Duration::from_secs(180)).await;
+    println!(
+        "kill -9 after {at_kill} of {N} delivered; after restart {N} of {N} delivered, {dups} duplicates"
+    );
+    drop(second);
+}
+
+/// A private nats-server with JetStream on a free port and its own store.
+struct PrivateNats {
+    child: Option<Child>,
+    port: u16,
+    store: tempfile::TempDir,
+}
+
+impl PrivateNats {
+    fn start() -> PrivateNats {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut n = PrivateNats {
+            child: None,
+            port,
+            store: tempfile::tempdir().unwrap(),
+        };
+        n.launch();
+        n
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new("nats-server")
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server (Debian package nats-server; scripts/nats.sh installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "private nats-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_server_down_means_503_and_recovery_after_restart() {
+    let mut nats = PrivateNats::start();
+    let sink = Sink::start().await;
+    let broker = unique("outage");
+    let cebus = Cebus::start(&nats_yaml(
+        &broker,
+        &nats.url(),
+        "",
+        "",
+        &[("t", "", &sink.url())],
+    ))
+    .await;
+    let url = cebus.broker_url("default", &broker);
+    post_until_accepted(&url, "before", "t").await;
+    wait_for_id(&sink, "before", WAIT).await;
+
+    nats.kill();
+    // The client notices the closed connection at once; allow it a moment.
+    let deadline = Instant::now() + WAIT;
+    let (status, body) = loop {
+        let (status, body) = post_binary(&url, "during", "t", "{}").await;
+        if status != 202 || Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status, 503, "{body}");
+    let reason: serde_json::Value = serde_json::from_str(&body).expect("JSON reason");
+    assert!(
+        reason["error"].as_str().is_some_and(|e| e.contains("NATS")),
+        "{body}"
+    );
+
+    nats.launch();
+    post_until_accepted(&url, "after", "t").await;
+    wait_for_id(&sink, "after", WAIT).await;
+}
+
+/// Publishes one binary-mode CloudEvent with nats-py through JetStream.
+const PUBLISH: &str = r#"
+import asyncio, sys
+import nats
+
+async def main(url, subject):
+    nc = await nats.connect(url, connect_timeout=10)
+    js = nc.jetstream()
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-id": "py-1",
+        "ce-source": "/python/nats-py",
+        "ce-type": "dev.cebus.interop",
+        "ce-subject": "caf%C3%A9",
+        "ce-datacontenttype": "application/json",
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    }
+    ack = await js.publish(subject, b'{"from": "python"}', headers=headers)
+    print(ack.seq)
+    await nc.drain()
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_published_by_nats_py_is_routed() {
+    let sink = Sink::start().await;
+    let other = Sink::start().await;
+    let broker = unique("interop");
+    let cebus = Cebus::start(&nats_yaml(
+        &broker,
+        &nats_url(),
+        "",
+        "",
+        &[
+            (
+                "py",
+                "  filter:\n    attributes:\n      type: dev.cebus.interop\n",
+                &sink.url(),
+            ),
+            (
+                "other",
+                "  filter:\n    attributes:\n      type: nope\n",
+                &other.url(),
+            ),
+        ],
+    ))
+    .await;
+    // Ready (stream and consumer exist) once ingress accepts.
+    post_until_accepted(&cebus.broker_url("default", &broker), "probe", "probe").await;
+
+    let subject = format!("cebus.default.{broker}");
+    let url = nats_url();
+    tokio::task::spawn_blocking(move || {
+        run_tool(
+            Command::new(cloudevents_python()).args(["-c", PUBLISH, &url, &subject]),
+            b"",
+            WAIT,
+        )
+    })
+    .await
+    .unwrap();
+
+    let got = sink.wait_for(1, WAIT).await;
+    let e = got[0].event();
+    assert_eq!(e.id(), "py-1");
+    assert_eq!(e.source(), "/python/nats-py");
+    assert_eq!(e.get_str("subject").as_deref(), Some("café"));
+    assert_eq!(
+        e.data().map(|d| d.as_ref()),
+        Some(&b"{\"from\": \"python\"}"[..])
+    );
+    assert!(
+        e.get("knativearrivaltime").is_some(),
+        "stamped with the time JetStream stored it"
+    );
+    assert_eq!(
+        got[0].header("traceparent"),
+        Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    );
+    other
+        .expect_no_more_than(0, Duration::from_millis(300))
+        .await;
+}
