@@ -13,9 +13,9 @@
 //! [`cebus_events::validate`] afterwards.
 
 use bytes::Bytes;
-use cebus_events::{Event, SpecVersion, attr};
+use cebus_events::{Event, attr};
 
-use super::{BindingError, decode_structured, is_cloudevents_media_type};
+use super::{BinaryAttributes, BindingError, decode_structured, is_cloudevents_media_type};
 
 /// Prefix of the headers that carry attributes in binary mode.
 pub const CE_PREFIX: &str = "ce_";
@@ -160,45 +160,16 @@ fn decode_binary(
     record: &KafkaRecord,
     content_type: Option<String>,
 ) -> Result<Event, BindingError> {
-    let mut version: Option<SpecVersion> = None;
-    let mut attributes: Vec<(&str, &str)> = Vec::with_capacity(record.headers.len());
+    let mut attributes = BinaryAttributes::default();
     for (name, value) in &record.headers {
         let Some(attribute) = name.strip_prefix(CE_PREFIX) else {
             continue;
         };
-        let text = utf8(name, value)?;
-        let duplicate = if attribute == attr::SPECVERSION {
-            let seen = version.is_some();
-            version = Some(
-                SpecVersion::parse(text)
-                    .ok_or_else(|| BindingError::UnknownSpecVersion(text.to_owned()))?,
-            );
-            seen
-        } else {
-            let seen = attributes.iter().any(|(a, _)| *a == attribute);
-            attributes.push((attribute, text));
-            seen
-        };
-        if duplicate {
-            return Err(BindingError::DuplicateHeader {
-                header: name.clone(),
-            });
-        }
-    }
-    let version = version.expect("decode checked that ce_specversion is present");
-    let mut event = Event::new(version);
-    for (attribute, text) in attributes {
-        event.set(attribute, text);
+        attributes.add(name, attribute, utf8(name, value)?.to_owned())?;
     }
     // `content-type` carries `datacontenttype`; an explicit `ce_datacontenttype`
     // (what `encode_binary` writes for CloudEvents media types) wins.
-    if let Some(ct) = content_type
-        && event.get(attr::DATACONTENTTYPE).is_none()
-    {
-        event.set(attr::DATACONTENTTYPE, ct);
-    }
-    event.set_data(record.value.clone());
-    Ok(event)
+    Ok(attributes.into_event(content_type, record.value.clone()))
 }
 
 #[cfg(test)]
@@ -303,7 +274,7 @@ mod tests {
             bytes.data().map(|d| &d[..]),
             Some(&b"\x00\xff{not json"[..])
         );
-        assert_eq!(bytes.specversion(), SpecVersion::V10);
+        assert_eq!(bytes.specversion(), cebus_events::SpecVersion::V10);
     }
 
     #[test]

@@ -11,8 +11,9 @@
 pub mod kafka;
 pub mod nats;
 
+use bytes::Bytes;
 use cebus_events::http::CONTENT_TYPE_CLOUDEVENTS_JSON;
-use cebus_events::{DecodeError, Event};
+use cebus_events::{DecodeError, Event, SpecVersion, attr};
 
 /// The media type prefix of every CloudEvents format; a `content-type` that starts
 /// with it (case-insensitively) marks structured mode in both bindings.
@@ -194,5 +195,60 @@ mod tests {
             decode_structured("application/cloudevents+json", b"{"),
             Err(BindingError::Structured(DecodeError::Json(_)))
         ));
+    }
+}
+
+/// Binary-mode attribute headers as a decoder meets them: the spec version once,
+/// every other attribute once. Shared by both bindings so they agree on duplicates,
+/// unknown versions and how `content-type` fills `datacontenttype`.
+#[derive(Debug, Default)]
+pub(crate) struct BinaryAttributes {
+    version: Option<SpecVersion>,
+    attributes: Vec<(String, String)>,
+}
+
+impl BinaryAttributes {
+    /// Adds attribute `attribute` (from header `header`) with value `text`.
+    pub(crate) fn add(
+        &mut self,
+        header: &str,
+        attribute: &str,
+        text: String,
+    ) -> Result<(), BindingError> {
+        let duplicate = if attribute == attr::SPECVERSION {
+            let seen = self.version.is_some();
+            self.version =
+                Some(SpecVersion::parse(&text).ok_or(BindingError::UnknownSpecVersion(text))?);
+            seen
+        } else {
+            let seen = self.attributes.iter().any(|(a, _)| a == attribute);
+            self.attributes.push((attribute.to_owned(), text));
+            seen
+        };
+        if duplicate {
+            return Err(BindingError::DuplicateHeader {
+                header: header.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The event: the attributes, `datacontenttype` from `content_type` unless an
+    /// explicit attribute header gave it, and `data`.
+    pub(crate) fn into_event(self, content_type: Option<String>, data: Option<Bytes>) -> Event {
+        let version = self
+            .version
+            .expect("decoders only collect attributes after seeing a specversion header");
+        let mut event = Event::new(version);
+        for (attribute, text) in self.attributes {
+            event.set(attribute, text);
+        }
+        if let Some(ct) = content_type
+            && event.get(attr::DATACONTENTTYPE).is_none()
+        {
+            event.set(attr::DATACONTENTTYPE, ct);
+        }
+        event.set_data(data);
+        event
     }
 }

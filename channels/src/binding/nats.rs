@@ -15,10 +15,10 @@
 //! [`cebus_events::validate`] afterwards.
 
 use bytes::Bytes;
-use cebus_events::{Event, SpecVersion, attr};
+use cebus_events::{Event, attr};
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 
-use super::{BindingError, decode_structured, is_cloudevents_media_type};
+use super::{BinaryAttributes, BindingError, decode_structured, is_cloudevents_media_type};
 
 /// Prefix of the headers that carry attributes in binary mode.
 pub const CE_PREFIX: &str = "ce-";
@@ -164,44 +164,16 @@ fn single<'m>(message: &'m NatsMessage, name: &str) -> Result<Option<&'m str>, B
 }
 
 fn decode_binary(message: &NatsMessage, content_type: Option<&str>) -> Result<Event, BindingError> {
-    let mut version: Option<SpecVersion> = None;
-    let mut attributes: Vec<(String, String)> = Vec::with_capacity(message.headers.len());
+    let mut attributes = BinaryAttributes::default();
     for (name, value) in &message.headers {
         let lower = name.to_ascii_lowercase();
         let Some(attribute) = lower.strip_prefix(CE_PREFIX) else {
             continue;
         };
-        let text = header_text(name, value)?;
-        let duplicate = if attribute == attr::SPECVERSION {
-            let seen = version.is_some();
-            version =
-                Some(SpecVersion::parse(&text).ok_or(BindingError::UnknownSpecVersion(text))?);
-            seen
-        } else {
-            let seen = attributes.iter().any(|(a, _)| a == attribute);
-            attributes.push((attribute.to_owned(), text));
-            seen
-        };
-        if duplicate {
-            return Err(BindingError::DuplicateHeader {
-                header: name.clone(),
-            });
-        }
+        attributes.add(name, attribute, header_text(name, value)?)?;
     }
-    let version = version.expect("decode checked that ce-specversion is present");
-    let mut event = Event::new(version);
-    for (attribute, text) in attributes {
-        event.set(attribute, text);
-    }
-    if let Some(ct) = content_type
-        && event.get(attr::DATACONTENTTYPE).is_none()
-    {
-        event.set(attr::DATACONTENTTYPE, ct);
-    }
-    if !message.payload.is_empty() {
-        event.set_data(Some(message.payload.clone()));
-    }
-    Ok(event)
+    let data = (!message.payload.is_empty()).then(|| message.payload.clone());
+    Ok(attributes.into_event(content_type.map(str::to_owned), data))
 }
 
 /// A `ce-` header value as attribute text: surrounding whitespace dropped, a quoted
