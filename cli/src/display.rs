@@ -46,7 +46,7 @@ pub fn render(event: &cebus_events::Event) -> String {
     out
 }
 
-async fn receive(headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
+async fn receive(uri: axum::http::Uri, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
     if QUIET.load(Ordering::Relaxed) {
         return match decode(&headers, body) {
             Ok(d) => {
@@ -60,8 +60,15 @@ async fn receive(headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
         Ok(d) => {
             // One write per event, so concurrent deliveries never interleave lines.
             let mut out = std::io::stdout().lock();
+            // Where it was delivered and how: one display can serve several
+            // triggers (different paths, binary or structured mode).
+            let mode = if headers.contains_key("ce-specversion") {
+                "binary"
+            } else {
+                "structured"
+            };
             for e in d.into_events() {
-                let _ = writeln!(out, "{}", render(&e));
+                let _ = writeln!(out, "POST {} ({mode} mode)\n{}", uri.path(), render(&e));
             }
             let _ = out.flush();
             (StatusCode::ACCEPTED, String::new())
