@@ -21,8 +21,6 @@ use crate::runtime::{BrokerRuntime, Incoming, IngestError};
 const PREFER: HeaderName = HeaderName::from_static("prefer");
 /// Namespace of the trigger, which Knative sends as `Kn-Namespace`.
 const KN_NAMESPACE: HeaderName = HeaderName::from_static("kn-namespace");
-/// How much of an error response body is kept for `knativeerrordata`.
-const ERROR_BODY_KEEP: usize = 1024;
 
 /// What a delivery needs besides the event and the plan.
 #[derive(Debug, Clone)]
@@ -105,7 +103,8 @@ pub async fn deliver(
         &envelope.event,
         &plan.subscriber,
         failure.status,
-        &failure.body[..failure.body.len().min(ERROR_BODY_KEEP)],
+        // `dead_letter_event` keeps the first 1024 bytes itself.
+        &failure.body,
     );
     let request = Request::build(&dead, envelope, plan);
     match send(&request, dls_url, &plan.policy, ctx, None).await {
