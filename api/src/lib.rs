@@ -4,6 +4,7 @@
 
 pub mod duration;
 pub mod error;
+pub mod kafka;
 pub mod load;
 pub mod nats;
 pub mod resolve;
@@ -12,10 +13,14 @@ pub mod validate;
 
 pub use duration::{DurationError, parse_iso8601};
 pub use error::{ConfigError, FieldPath};
+pub use kafka::{
+    DELIVERY_ORDER_ANNOTATION, DeliveryOrder, KAFKA_BROKER_CLASS, KafkaBrokerConfig,
+    delivery_order, parse_kafka_config,
+};
 pub use load::{Config, Located, Object, load_and_validate, load_path, load_sources, load_str};
 pub use nats::{
     NATS_BROKER_CLASS, NatsBrokerConfig, NatsCredentials, NatsStorageKind, parse_nats_config,
 };
 pub use resolve::{broker_ttl, ignores_invalid_reply, max_event_size, resolve_destination};
 pub use types::*;
-pub use validate::{is_json_media_type, is_nats_broker, validate};
+pub use validate::{is_json_media_type, is_kafka_broker, is_nats_broker, validate};

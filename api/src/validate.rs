@@ -6,6 +6,9 @@ use std::path::Path;
 
 use crate::duration::parse_iso8601;
 use crate::error::{ConfigError, FieldPath};
+use crate::kafka::{
+    DELIVERY_ORDER_ANNOTATION, KAFKA_BROKER_CLASS, parse_delivery_order, parse_kafka_config,
+};
 use crate::load::{Config, Located};
 use crate::nats::{NATS_BROKER_CLASS, parse_nats_config};
 use crate::resolve::{has_scheme, is_absolute_http};
@@ -29,6 +32,7 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
     let mut errors = Vec::new();
     let mut seen = HashMap::new();
     let nats_maps = nats_config_maps(config);
+    let kafka_maps = config_maps_of(config, is_kafka_broker);
     for b in &config.brokers {
         let mut cx = Cx::new(b, &mut errors);
         cx.metadata(b.object.metadata(), false);
@@ -48,6 +52,13 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
         let ns = c.object.metadata.namespace();
         if nats_maps.contains(&(ns, c.object.metadata.name.as_str()))
             && let Err(problems) = parse_nats_config(&c.object, ns, config)
+        {
+            for (field, message) in problems {
+                cx.err(field, message);
+            }
+        }
+        if kafka_maps.contains(&(ns, c.object.metadata.name.as_str()))
+            && let Err(problems) = parse_kafka_config(&c.object)
         {
             for (field, message) in problems {
                 cx.err(field, message);
@@ -84,10 +95,15 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
 
 /// The ConfigMaps (namespace, name) that configure a `NatsJetStreamBroker`.
 fn nats_config_maps(config: &Config) -> Vec<(&str, &str)> {
+    config_maps_of(config, is_nats_broker)
+}
+
+/// The ConfigMaps (namespace, name) named by `spec.config` of brokers of a class.
+fn config_maps_of(config: &Config, class: fn(&Broker) -> bool) -> Vec<(&str, &str)> {
     config
         .brokers
         .iter()
-        .filter(|b| is_nats_broker(&b.object))
+        .filter(|b| class(&b.object))
         .filter_map(|b| {
             let r = b.object.spec.config.as_ref()?;
             let ns = r
@@ -98,6 +114,14 @@ fn nats_config_maps(config: &Config) -> Vec<(&str, &str)> {
             Some((ns, r.name.as_str()))
         })
         .collect()
+}
+
+/// Whether `b` is of class `Kafka`.
+pub fn is_kafka_broker(b: &Broker) -> bool {
+    b.metadata
+        .annotations
+        .get(BROKER_CLASS_ANNOTATION)
+        .is_some_and(|c| c == KAFKA_BROKER_CLASS)
 }
 
 /// Whether `b` is of class `NatsJetStreamBroker`.
@@ -239,12 +263,23 @@ impl<'a> Cx<'a> {
         if let Some(class) = ann.get(BROKER_CLASS_ANNOTATION)
             && class != DEFAULT_BROKER_CLASS
             && class != NATS_BROKER_CLASS
+            && class != KAFKA_BROKER_CLASS
         {
             self.err(
                 annotations.key(BROKER_CLASS_ANNOTATION),
                 format!(
                     "broker class {class} is not supported yet; use {DEFAULT_BROKER_CLASS} \
-                     (in memory), {NATS_BROKER_CLASS}, or remove the annotation"
+                     (in memory), {NATS_BROKER_CLASS}, {KAFKA_BROKER_CLASS}, or remove the \
+                     annotation"
+                ),
+            );
+        }
+        if is_kafka_broker(b) && b.spec.config.is_none() {
+            self.err(
+                root().key("spec").key("config"),
+                format!(
+                    "a {KAFKA_BROKER_CLASS} broker needs spec.config naming a v1 ConfigMap with \
+                     at least the key bootstrap.servers (e.g. 127.0.0.1:9092)"
                 ),
             );
         }
@@ -320,6 +355,17 @@ impl<'a> Cx<'a> {
     }
 
     fn trigger(&mut self, t: &Trigger, config: &Config) {
+        if let Some(v) = t.metadata.annotations.get(DELIVERY_ORDER_ANNOTATION)
+            && let Err(e) = parse_delivery_order(Some(v))
+        {
+            self.err(
+                root()
+                    .key("metadata")
+                    .key("annotations")
+                    .key(DELIVERY_ORDER_ANNOTATION),
+                e,
+            );
+        }
         if let Some(v) = t.metadata.annotations.get(IGNORE_INVALID_REPLY_ANNOTATION)
             && !(v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false"))
         {
@@ -1147,6 +1193,61 @@ mod tests {
     }
 
     #[test]
+    fn kafka_broker_class_its_config_map_and_the_delivery_order() {
+        let kafka = |data: &str| {
+            format!(
+                "{}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: kcm}}\ndata: {data}\n",
+                broker(
+                    "{name: b, annotations: {eventing.knative.dev/broker.class: Kafka}}",
+                    "{config: {apiVersion: v1, kind: ConfigMap, name: kcm}}"
+                )
+            )
+        };
+        const CM: Option<&str> = Some("ConfigMap default/kcm");
+        valid(&kafka("{bootstrap.servers: '127.0.0.1:9092'}"));
+        valid(&kafka(
+            "{bootstrap.servers: 'a:9092,b:9092', default.topic.partitions: '3', \
+             default.topic.replication.factor: '2', default.topic: orders}",
+        ));
+        valid(&trigger_meta(
+            "{name: t, annotations: {kafka.eventing.knative.dev/delivery.order: ordered}}",
+            &format!("{{broker: default, {SUB}}}"),
+        ));
+        check(&[
+            (
+                broker(
+                    "{name: b, annotations: {eventing.knative.dev/broker.class: Kafka}}",
+                    "{}",
+                ),
+                B,
+                "spec.config",
+                "a Kafka broker needs spec.config",
+            ),
+            (
+                kafka("{default.topic.partitions: '2'}"),
+                CM,
+                "data[\"bootstrap.servers\"]",
+                "required",
+            ),
+            (
+                kafka("{bootstrap.servers: 'h:1', default.topic.partitions: '0'}"),
+                CM,
+                "data[\"default.topic.partitions\"]",
+                "\"0\" is not an integer from 1",
+            ),
+            (
+                trigger_meta(
+                    "{name: t, annotations: {kafka.eventing.knative.dev/delivery.order: fifo}}",
+                    &format!("{{broker: default, {SUB}}}"),
+                ),
+                T,
+                "metadata.annotations[\"kafka.eventing.knative.dev/delivery.order\"]",
+                "\"fifo\" is not a delivery order",
+            ),
+        ]);
+    }
+
+    #[test]
     fn nats_broker_class_and_its_config_map() {
         // A NATS broker `b` with ConfigMap `nats` holding `data`.
         let nats = |data: &str| {
@@ -1244,10 +1345,10 @@ mod tests {
         let size = "metadata.annotations[\"cebus.dev/max-event-size\"]";
         check(&[
             (
-                ann(BROKER_CLASS_ANNOTATION, "Kafka"),
+                ann(BROKER_CLASS_ANNOTATION, "KafkaBroker"),
                 B,
                 class,
-                "broker class Kafka is not supported yet",
+                "broker class KafkaBroker is not supported yet",
             ),
             (
                 ann(BROKER_TTL_ANNOTATION, "0"),

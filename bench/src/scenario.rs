@@ -200,6 +200,22 @@ pub async fn run(name: &str, opts: &Options) -> anyhow::Result<Report> {
             })?),
             _ => None,
         },
+        kafka_bootstrap: match backend {
+            Backend::Kafka => Some(std::env::var("KAFKA_BOOTSTRAP").map_err(|_| {
+                anyhow::anyhow!(
+                    "kafka- scenarios need KAFKA_BOOTSTRAP: scripts/kafka.sh start && \
+                     eval \"$(scripts/kafka.sh env)\""
+                )
+            })?),
+            _ => None,
+        },
+        kafka_topic: (backend == Backend::Kafka).then(|| {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos();
+            format!("cebus-bench-{nanos}")
+        }),
     };
     let mode = opts.mode();
     let mut report = Report {

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 pub enum Backend {
     /// cebus's default: the bounded in-memory channel.
     InMemory,
-    /// Knative's Kafka broker class (not in cebus yet; cebus will say so).
+    /// Knative's Kafka broker class (`Kafka` on `$KAFKA_BOOTSTRAP`).
     Kafka,
     /// NATS JetStream (`NatsJetStreamBroker` on `$NATS_URL`).
     Nats,
@@ -56,6 +56,12 @@ pub struct BrokerSpec {
     /// run and phase numbers its events from 0 again, and JetStream would drop
     /// them as duplicates of the previous run's within the default 2 min).
     pub nats_url: Option<String>,
+    /// Kafka `bootstrap.servers`: the broker gets `spec.config` and a ConfigMap
+    /// with them and [`BrokerSpec::kafka_topic`] as `default.topic`.
+    pub kafka_bootstrap: Option<String>,
+    /// The Kafka topic: a fresh one per run, so no earlier run's backlog or
+    /// committed offsets count in this one.
+    pub kafka_topic: Option<String>,
 }
 
 /// One generated trigger: an exact `type` filter, delivering to `<sink>/<name>`.
@@ -133,6 +139,17 @@ fn broker_yaml(broker: &BrokerSpec) -> String {
              duplicateWindow: PT1S\n"
         );
     }
+    if let Some(bootstrap) = &broker.kafka_bootstrap {
+        let _ = write!(
+            y,
+            "spec:\n  config:\n    apiVersion: v1\n    kind: ConfigMap\n    name: bench-kafka\n\
+             ---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bench-kafka\n  \
+             namespace: default\ndata:\n  bootstrap.servers: \"{bootstrap}\"\n"
+        );
+        if let Some(topic) = &broker.kafka_topic {
+            let _ = writeln!(y, "  default.topic: {topic}");
+        }
+    }
     y
 }
 
@@ -205,6 +222,8 @@ spec:
         let b = BrokerSpec {
             class: Backend::Kafka.broker_class().map(str::to_owned),
             nats_url: None,
+            kafka_bootstrap: Some("127.0.0.1:9092".into()),
+            kafka_topic: Some("bench-1".into()),
         };
         let files = config(&b, &[], "http://x");
         assert_eq!(files.len(), 1);

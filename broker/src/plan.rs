@@ -42,6 +42,8 @@ pub enum ChannelPlan {
     /// `NatsJetStreamBroker`: a JetStream stream, settings from the ConfigMap
     /// (`maxMessageSize` defaulted to the broker's max event size).
     Nats(cebus_api::NatsBrokerConfig),
+    /// `Kafka`: a topic per broker, settings from the ConfigMap.
+    Kafka(cebus_api::KafkaBrokerConfig),
 }
 
 impl BrokerPlan {
@@ -72,6 +74,9 @@ pub struct TriggerPlan {
     pub policy: DeliveryPolicy,
     /// Whether a non-CloudEvent reply body counts as success.
     pub ignore_invalid_reply: bool,
+    /// `kafka.eventing.knative.dev/delivery.order`: ordered triggers get one event
+    /// per partition at a time (memory and NATS channels are one partition).
+    pub ordered: bool,
     /// Everything the trigger's behaviour derives from, to detect changes.
     pub fingerprint: String,
 }
@@ -102,16 +107,23 @@ fn object_error<T>(
         .with_field(field)
 }
 
-/// The channel of broker `loc`: memory, or NATS with its parsed ConfigMap.
+/// The channel of broker `loc`: memory, or NATS or Kafka with its parsed
+/// ConfigMap.
 fn channel_plan(
     config: &Config,
     loc: &Located<cebus_api::Broker>,
     max_event_size: usize,
 ) -> Result<ChannelPlan, Vec<ConfigError>> {
     let b = &loc.object;
-    if !cebus_api::is_nats_broker(b) {
+    let kafka = cebus_api::is_kafka_broker(b);
+    if !kafka && !cebus_api::is_nats_broker(b) {
         return Ok(ChannelPlan::Memory);
     }
+    let class = if kafka {
+        cebus_api::KAFKA_BROKER_CLASS
+    } else {
+        cebus_api::NATS_BROKER_CLASS
+    };
     let ns = b.metadata.namespace();
     let missing = |message: String| {
         vec![object_error(
@@ -125,8 +137,7 @@ fn channel_plan(
     };
     let Some(r) = &b.spec.config else {
         return Err(missing(format!(
-            "a {} needs spec.config naming a ConfigMap",
-            cebus_api::NATS_BROKER_CLASS
+            "a {class} broker needs spec.config naming a ConfigMap"
         )));
     };
     let cm_ns = r
@@ -140,13 +151,19 @@ fn channel_plan(
             r.name
         )));
     };
-    let mut nats = cebus_api::parse_nats_config(&cm.object, cm_ns, config).map_err(|e| {
+    let located = |e: Vec<(cebus_api::FieldPath, String)>| {
         e.into_iter()
             .map(|(field, message)| {
                 object_error(cm, "ConfigMap", cm_ns, &r.name, field.as_str(), message)
             })
             .collect::<Vec<_>>()
-    })?;
+    };
+    if kafka {
+        return cebus_api::parse_kafka_config(&cm.object)
+            .map(ChannelPlan::Kafka)
+            .map_err(located);
+    }
+    let mut nats = cebus_api::parse_nats_config(&cm.object, cm_ns, config).map_err(located)?;
     if nats.max_message_size.is_none() {
         nats.max_message_size = Some(i32::try_from(max_event_size).unwrap_or(i32::MAX));
     }
@@ -251,7 +268,9 @@ pub fn plan(config: &Config, opts: &PlanOptions) -> Result<Plan, Vec<ConfigError
             }
         };
         let ignore_invalid_reply = cebus_api::ignores_invalid_reply(t);
+        let ordered = cebus_api::delivery_order(t) == cebus_api::DeliveryOrder::Ordered;
         let fingerprint = serde_json::json!({
+            "ordered": ordered,
             "spec": t.spec,
             "merged": merged,
             "subscriber": subscriber,
@@ -271,6 +290,7 @@ pub fn plan(config: &Config, opts: &PlanOptions) -> Result<Plan, Vec<ConfigError
                 dead_letter_url,
                 policy,
                 ignore_invalid_reply,
+                ordered,
                 fingerprint,
             }),
         );

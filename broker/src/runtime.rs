@@ -1,6 +1,11 @@
 //! The running brokers: one channel, one fan-out loop and one dispatcher per
 //! trigger each. Config changes are applied one trigger at a time; untouched
 //! triggers keep their queues and in-flight deliveries.
+//!
+//! An unordered trigger delivers up to `max_in_flight_per_trigger` events at
+//! once; an ordered one (`kafka.eventing.knative.dev/delivery.order: ordered`)
+//! has one lane per channel partition and delivers the next event of a lane only
+//! after the previous one's final outcome (delivered or dead-lettered).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -9,8 +14,8 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use cebus_channels::{
-    AnyChannel, Channel, ChannelError, Envelope, MemoryChannel, NatsAuth, NatsChannel,
-    NatsSettings, NatsStorage,
+    AnyChannel, Channel, ChannelError, Envelope, KafkaChannel, KafkaSettings, MemoryChannel,
+    NatsAuth, NatsChannel, NatsSettings, NatsStorage,
 };
 use cebus_events::{Event, attr};
 use tokio::sync::{Semaphore, mpsc};
@@ -141,7 +146,9 @@ impl TriggerRuntime {
     /// Hands `work` over: straight to a new delivery task when a slot is free and
     /// nothing is queued (one task hand-off less per event), else to the queue.
     fn submit(&self, work: Work) {
-        if self.queued.load(Ordering::Acquire) == 0
+        // Ordered triggers always go through the dispatcher, which keeps lanes.
+        if !self.plan.load().ordered
+            && self.queued.load(Ordering::Acquire) == 0
             && let Ok(permit) = self.slots.clone().try_acquire_owned()
         {
             spawn_delivery(
@@ -182,6 +189,8 @@ fn spawn_delivery(
 /// One event for one trigger.
 #[derive(Debug)]
 struct Work {
+    /// The record's partition (its ordering lane).
+    partition: u32,
     envelope: Arc<Envelope>,
     encoded: Arc<deliver::Encoded>,
     _ack: Ack,
@@ -248,6 +257,19 @@ fn make_channel(plan: &BrokerPlan, limits: &Limits) -> AnyChannel {
             s.window = limits.channel_capacity;
             s.default_ttl = plan.max_ttl;
             AnyChannel::Nats(Arc::new(NatsChannel::connect(s)))
+        }
+        ChannelPlan::Kafka(k) => {
+            let mut s = KafkaSettings::new(&k.bootstrap_servers, &plan.namespace, &plan.name);
+            if let Some(topic) = &k.topic {
+                s.topic.clone_from(topic);
+            }
+            s.partitions = k.partitions;
+            s.replication_factor = k.replication_factor;
+            s.max_message_bytes = plan.max_event_size;
+            // The window: records handed out and not yet delivered everywhere.
+            s.window = limits.channel_capacity;
+            s.default_ttl = plan.max_ttl;
+            AnyChannel::Kafka(Arc::new(KafkaChannel::connect(s)))
         }
     }
 }
@@ -426,6 +448,7 @@ async fn fan_out(broker: Arc<BrokerRuntime>) {
         for &i in &matched {
             let t = &snapshot.triggers[i as usize];
             let work = Work {
+                partition: record.partition,
                 envelope: record.envelope.clone(),
                 encoded: encoded.clone(),
                 _ack: Ack(ack.clone()),
@@ -444,7 +467,7 @@ async fn fan_out(broker: Arc<BrokerRuntime>) {
 
 /// One trigger's dispatcher: takes work in order and delivers it with at most
 /// `max_in_flight_per_trigger` deliveries at once, so a slow subscriber only ever
-/// holds its own slots.
+/// holds its own slots. Work of an ordered trigger goes to its partition's lane.
 async fn dispatch(
     mut rx: mpsc::UnboundedReceiver<Work>,
     plan: Arc<ArcSwap<TriggerPlan>>,
@@ -453,13 +476,40 @@ async fn dispatch(
     ctx: deliver::Ctx,
     shared: Arc<Shared>,
 ) {
+    let mut lanes: HashMap<u32, mpsc::UnboundedSender<Work>> = HashMap::new();
     while let Some(work) = rx.recv().await {
+        if plan.load().ordered {
+            queued.fetch_sub(1, Ordering::AcqRel);
+            let lane_tx = lanes.entry(work.partition).or_insert_with(|| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                shared.tasks.spawn(lane(rx, plan.clone(), ctx.clone()));
+                tx
+            });
+            // A lane ends only when its sender is dropped, below.
+            let _ = lane_tx.send(work);
+            continue;
+        }
         let Ok(permit) = slots.clone().acquire_owned().await else {
             break;
         };
         // Counted as queued until it has a slot, so `submit` never overtakes it.
         queued.fetch_sub(1, Ordering::AcqRel);
         spawn_delivery(&shared, plan.load_full(), ctx.clone(), work, permit);
+    }
+}
+
+/// One partition of an ordered trigger: its events one at a time, each to its
+/// final outcome (retries and dead-lettering included) before the next.
+async fn lane(
+    mut rx: mpsc::UnboundedReceiver<Work>,
+    plan: Arc<ArcSwap<TriggerPlan>>,
+    ctx: deliver::Ctx,
+) {
+    while let Some(work) = rx.recv().await {
+        let plan = plan.load_full();
+        let outcome = deliver::deliver(&work.envelope, &work.encoded, &plan, &ctx).await;
+        ctx.counters.outcome(outcome).inc();
+        drop(work);
     }
 }
 

@@ -1,10 +1,11 @@
 //! Channels: where a broker stores each accepted event until every matching
 //! trigger has had it delivered or dead-lettered. One trait, one implementation per
-//! backend (in-memory and NATS JetStream now; the embedded log and Kafka later),
-//! and one contract suite that every backend must pass.
+//! backend (in-memory, NATS JetStream and Kafka; the embedded log later), and one
+//! contract suite that every backend must pass.
 
 pub mod binding;
 pub mod contract;
+pub mod kafka;
 pub mod memory;
 pub mod nats;
 
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use cebus_events::Event;
 
+pub use kafka::{KafkaChannel, KafkaSettings};
 pub use memory::MemoryChannel;
 pub use nats::{NatsAuth, NatsChannel, NatsSettings, NatsStorage};
 
@@ -48,6 +50,10 @@ impl Envelope {
 pub struct Record {
     /// Position in the channel; pass it to [`Channel::ack`] when done.
     pub offset: u64,
+    /// The ordering lane of the record: the Kafka partition; 0 for backends
+    /// with a single total order (memory, NATS). Records of one lane come out in
+    /// their stored order, which `ordered` triggers keep.
+    pub partition: u32,
     /// The stored envelope, shared by every trigger's delivery without copies.
     pub envelope: Arc<Envelope>,
 }
@@ -112,6 +118,8 @@ pub enum AnyChannel {
     Memory(Arc<MemoryChannel>),
     /// The durable NATS JetStream channel.
     Nats(Arc<NatsChannel>),
+    /// The durable Kafka channel.
+    Kafka(Arc<KafkaChannel>),
 }
 
 impl Channel for AnyChannel {
@@ -119,6 +127,7 @@ impl Channel for AnyChannel {
         match self {
             AnyChannel::Memory(c) => c.append(batch).await,
             AnyChannel::Nats(c) => c.append(batch).await,
+            AnyChannel::Kafka(c) => c.append(batch).await,
         }
     }
 
@@ -126,6 +135,7 @@ impl Channel for AnyChannel {
         match self {
             AnyChannel::Memory(c) => c.recv().await,
             AnyChannel::Nats(c) => c.recv().await,
+            AnyChannel::Kafka(c) => c.recv().await,
         }
     }
 
@@ -133,6 +143,7 @@ impl Channel for AnyChannel {
         match self {
             AnyChannel::Memory(c) => c.ack(offset),
             AnyChannel::Nats(c) => c.ack(offset),
+            AnyChannel::Kafka(c) => c.ack(offset),
         }
     }
 
@@ -140,6 +151,7 @@ impl Channel for AnyChannel {
         match self {
             AnyChannel::Memory(c) => c.close(),
             AnyChannel::Nats(c) => c.close(),
+            AnyChannel::Kafka(c) => c.close(),
         }
     }
 
@@ -147,6 +159,7 @@ impl Channel for AnyChannel {
         match self {
             AnyChannel::Memory(c) => c.pending(),
             AnyChannel::Nats(c) => c.pending(),
+            AnyChannel::Kafka(c) => c.pending(),
         }
     }
 }

@@ -87,6 +87,7 @@ impl Channel for MemoryChannel {
         for envelope in batch {
             let offset = self.next_offset.fetch_add(1, Ordering::Relaxed);
             let record = Record {
+                partition: 0,
                 offset,
                 envelope: Arc::new(envelope),
             };

@@ -203,7 +203,7 @@ pub fn subject_name(namespace: &str, broker: &str) -> String {
 }
 
 /// Whether a header travels with the event to subscribers (as ingress decides).
-fn forwarded(name: &str) -> bool {
+pub(crate) fn forwarded(name: &str) -> bool {
     name == "traceparent"
         || name == "tracestate"
         || name == "x-request-id"
@@ -307,7 +307,7 @@ pub fn decode(message: &NatsMessage, default_ttl: u32, arrival: &str) -> Result<
 }
 
 /// RFC 3339 UTC with microseconds, as ingress writes `knativearrivaltime`.
-fn rfc3339_micros(t: time::OffsetDateTime) -> String {
+pub(crate) fn rfc3339_micros(t: time::OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
@@ -769,6 +769,7 @@ async fn take(
                 );
             Some(Record {
                 offset: seq,
+                partition: 0,
                 envelope: Arc::new(envelope),
             })
         }
