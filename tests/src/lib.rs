@@ -2,8 +2,9 @@
 //! on `127.0.0.1:0` from YAML, recording HTTP subscribers with scripted answers,
 //! and a client that posts CloudEvents.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -647,4 +648,99 @@ pub fn kcat_produce(topic: &str, key: Option<&str>, headers: &[(&str, &str)], va
         format!("{value}\n").as_bytes(),
         Duration::from_secs(30),
     );
+}
+
+// --- Helpers of the durable-channel tests (Kafka, NATS): the real `cebus` binary.
+
+/// The real binary on a free port, with its config in `dir`.
+pub struct Proc {
+    /// The child process.
+    pub child: Child,
+    /// `http://127.0.0.1:port`.
+    pub base: String,
+}
+
+impl Proc {
+    /// Starts `cebus run -f dir` on a free port with `extra` flags.
+    pub fn start(dir: &std::path::Path, extra: &[&str]) -> Proc {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .to_string();
+        let child = Command::new(cebus_bin())
+            .args(["run", "-f"])
+            .arg(dir)
+            .args(["--addr", &addr])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start cebus");
+        Proc {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    /// Sends `sig` (e.g. `-TERM`) with kill(1).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+
+    /// Waits until the process exits (panics after `within`).
+    pub fn wait(mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.child.try_wait().expect("try_wait").is_none() {
+            assert!(Instant::now() < deadline, "cebus did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the process with SIGKILL and reaps it.
+    pub fn kill_9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Unique ids received by `sink` with `prefix`, and how many requests repeated one.
+pub fn tally(sink: &Sink, prefix: &str) -> (usize, usize) {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for id in received_ids(sink) {
+        if id.starts_with(prefix) {
+            *seen.entry(id).or_default() += 1;
+        }
+    }
+    let dups = seen.values().map(|c| c - 1).sum();
+    (seen.len(), dups)
+}
+
+/// Waits until `sink` received `n` unique ids with `prefix` (or `within` passed);
+/// returns how many it has.
+pub async fn wait_all(sink: &Sink, prefix: &str, n: usize, within: Duration) -> usize {
+    let deadline = Instant::now() + within;
+    loop {
+        let (unique, dups) = tally(sink, prefix);
+        if unique == n {
+            return dups;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {unique} of {n} events were delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

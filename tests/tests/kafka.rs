@@ -9,12 +9,12 @@
 //! fail; they never skip.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cebus_e2e::{
-    Cebus, Reply, Sink, cebus_bin, kafka_bootstrap, post, post_binary, received_ids, run_tool,
-    wait_for_id,
+    Cebus, Proc, Reply, Sink, kafka_bootstrap, post, post_binary, received_ids, run_tool, tally,
+    wait_all, wait_for_id,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -242,48 +242,6 @@ async fn a_slow_first_event_holds_back_its_partition_only_when_ordered() {
     );
 }
 
-/// The real binary on a free port, with its config in `dir`.
-struct Proc {
-    child: Child,
-    base: String,
-}
-
-impl Proc {
-    fn start(dir: &std::path::Path, extra: &[&str]) -> Proc {
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .to_string();
-        let child = Command::new(cebus_bin())
-            .args(["run", "-f"])
-            .arg(dir)
-            .args(["--addr", &addr])
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start cebus");
-        Proc {
-            child,
-            base: format!("http://{addr}"),
-        }
-    }
-
-    fn kill_9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `n` events posted with `concurrency` clients; every answer must be 202.
 async fn post_many(url: &str, prefix: &str, n: usize, concurrency: usize) {
     let client = reqwest::Client::new();
@@ -340,33 +298,6 @@ async fn wait_ready(base: &str, broker: &str) {
             return;
         }
         assert!(Instant::now() < deadline, "cebus never became ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Unique ids received by `sink` with `prefix`, and how many requests repeated one.
-fn tally(sink: &Sink, prefix: &str) -> (usize, usize) {
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for id in received_ids(sink) {
-        if id.starts_with(prefix) {
-            *seen.entry(id).or_default() += 1;
-        }
-    }
-    let dups = seen.values().map(|c| c - 1).sum();
-    (seen.len(), dups)
-}
-
-async fn wait_all(sink: &Sink, prefix: &str, n: usize, within: Duration) -> usize {
-    let deadline = Instant::now() + within;
-    loop {
-        let (unique, dups) = tally(sink, prefix);
-        if unique == n {
-            return dups;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {unique} of {n} events were delivered"
-        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
