@@ -2,7 +2,8 @@
 //! Retry-After, per-attempt timeout, replies and the dead-letter sink. The
 //! decisions come from `cebus_triggers` (pure); this file only sends and waits.
 
-use std::sync::{OnceLock, Weak};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -12,6 +13,7 @@ use cebus_events::Event;
 use cebus_events::http::{Decoded, decode, encode_binary, encode_structured};
 use cebus_triggers::{AttemptOutcome, DeliveryPolicy, ReplyDecision};
 use http::{HeaderMap, HeaderName, HeaderValue};
+use tokio::sync::Semaphore;
 
 use crate::metrics::{DeliveryOutcome, TriggerCounters};
 use crate::plan::TriggerPlan;
@@ -33,6 +35,50 @@ pub struct Ctx {
     pub counters: TriggerCounters,
     /// Attempt time limit when the policy sets none.
     pub default_timeout: Duration,
+    /// Outbound request permits per destination host.
+    pub outbound: Arc<HostLimits>,
+}
+
+/// A bound on requests in flight to each destination (`host:port`), so the
+/// connections to one subscriber stay within the keep-alive pool and are reused,
+/// and a stuck host can only use up its own permits, never another host's.
+#[derive(Debug)]
+pub struct HostLimits {
+    per_host: usize,
+    hosts: RwLock<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl HostLimits {
+    /// At most `per_host` requests in flight to any one host.
+    pub fn new(per_host: usize) -> HostLimits {
+        HostLimits {
+            per_host: per_host.max(1),
+            hosts: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The permits of `url`'s host.
+    fn permits(&self, url: &reqwest::Url) -> Arc<Semaphore> {
+        let key = format!(
+            "{}:{}",
+            url.host_str().unwrap_or(""),
+            url.port_or_known_default().unwrap_or(0)
+        );
+        if let Some(s) = self
+            .hosts
+            .read()
+            .expect("host limits lock poisoned")
+            .get(&key)
+        {
+            return s.clone();
+        }
+        self.hosts
+            .write()
+            .expect("host limits lock poisoned")
+            .entry(key)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
+            .clone()
+    }
 }
 
 /// The last failed attempt, kept for the dead-letter extensions.
@@ -223,6 +269,15 @@ async fn attempt_once(
         }
     };
     let work = async {
+        // Held for the request and its body, not for backoff waits. The permit
+        // wait counts against the attempt's timeout, so a saturated host shows up
+        // as timeouts, never as an unbounded wait.
+        let _permit = ctx
+            .outbound
+            .permits(url)
+            .acquire_owned()
+            .await
+            .map_err(|_| AttemptOutcome::Transport)?;
         let mut resp = ctx
             .client
             .post(url.clone())

@@ -37,6 +37,11 @@ pub struct Limits {
     pub max_in_flight_per_trigger: usize,
     /// Time limit of an attempt when the delivery spec sets no `timeout`.
     pub default_timeout: Duration,
+    /// HTTP requests in flight at once to one subscriber or dead-letter host
+    /// (`host:port`). Bounds the connections to it (the keep-alive pool holds as
+    /// many), so many triggers delivering to one host reuse connections instead of
+    /// opening and closing them; a stuck host only uses up its own permits.
+    pub max_outbound: usize,
 }
 
 impl Default for Limits {
@@ -45,6 +50,7 @@ impl Default for Limits {
             channel_capacity: cebus_channels::memory::DEFAULT_CAPACITY,
             max_in_flight_per_trigger: 100,
             default_timeout: Duration::from_secs(60),
+            max_outbound: 1024,
         }
     }
 }
@@ -60,6 +66,8 @@ pub struct Shared {
     pub tasks: TaskTracker,
     /// Limits.
     pub limits: Limits,
+    /// Outbound request permits per host (`limits.max_outbound` each).
+    pub outbound: Arc<deliver::HostLimits>,
 }
 
 /// Why ingest refused events.
@@ -395,6 +403,7 @@ impl BrokerRuntime {
             broker: Arc::downgrade(self),
             counters: self.shared.metrics.trigger(&self.key, &plan.load().name),
             default_timeout: self.shared.limits.default_timeout,
+            outbound: self.shared.outbound.clone(),
         };
         let queued = Arc::new(AtomicUsize::new(0));
         let slots = Arc::new(Semaphore::new(self.shared.limits.max_in_flight_per_trigger));

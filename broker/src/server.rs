@@ -170,7 +170,7 @@ impl Server {
         let metrics = Arc::new(Metrics::default());
         let prometheus = Arc::new(metrics.registry());
         let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(opts.limits.max_in_flight_per_trigger)
+            .pool_max_idle_per_host(opts.limits.max_outbound)
             .pool_idle_timeout(Duration::from_secs(90))
             .connect_timeout(Duration::from_secs(10))
             .tcp_nodelay(true)
@@ -182,6 +182,7 @@ impl Server {
             client,
             metrics,
             tasks: TaskTracker::new(),
+            outbound: Arc::new(crate::deliver::HostLimits::new(opts.limits.max_outbound)),
             limits: opts.limits.clone(),
         });
         let registry = Arc::new(Registry::new(shared));

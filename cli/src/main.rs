@@ -63,6 +63,10 @@ struct RunArgs {
     /// Concurrent deliveries per trigger.
     #[arg(long, default_value_t = 100)]
     max_in_flight: usize,
+    /// HTTP requests in flight at once to one subscriber host (also the size of
+    /// the keep-alive pool per host).
+    #[arg(long, default_value_t = 1024)]
+    max_outbound: usize,
     /// Time limit of a delivery attempt when the trigger sets no `delivery.timeout`, in seconds.
     #[arg(long, default_value_t = 60)]
     default_timeout_secs: u64,
@@ -116,6 +120,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     opts.max_event_size = args.max_event_size;
     opts.limits.channel_capacity = args.channel_capacity;
     opts.limits.max_in_flight_per_trigger = args.max_in_flight;
+    opts.limits.max_outbound = args.max_outbound;
     opts.limits.default_timeout = Duration::from_secs(args.default_timeout_secs);
     opts.extensions = vec![Arc::new(cebus_sources::Sources::new(
         cebus_sources::SourcesOptions {
