@@ -1,7 +1,7 @@
 //! The CloudEvents SQL conformance kit (TCK): every case in the shared folder
 //! must parse (or fail to parse) and evaluate exactly as the case says.
 //!
-//! The folder is `../../shared/cesql-tck` from this crate, or `CESQL_TCK_DIR`.
+//! The folder is `CESQL_TCK_DIR`, else `../../shared/cesql-tck` from this crate when it exists, else the vendored `tests/cesql-tck`.
 //! A missing folder fails the test: a conformance suite that silently skips
 //! cannot catch anything.
 
