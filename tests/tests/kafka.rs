@@ -221,16 +221,16 @@ async fn a_slow_first_event_holds_back_its_partition_only_when_ordered() {
     for id in ["k-1", "k-2", "k-3"] {
         post_keyed(&url, id, "customer-7").await;
     }
-    let first = Instant::now();
-    unordered.wait_for(3, WAIT).await;
-    let unordered_took = first.elapsed();
+    // Unordered: k-2 and k-3 arrive while k-1 is still being answered (the sink
+    // holds its first request for SLOW), judged by the sink's arrival times.
+    let got = unordered.wait_for(3, WAIT).await;
     assert!(
-        unordered_took < SLOW,
-        "unordered: k-2 and k-3 do not wait for k-1 ({unordered_took:?})"
+        got[2].at.duration_since(got[0].at) < SLOW,
+        "unordered: k-2 and k-3 do not wait for k-1 ({:?})",
+        got[2].at.duration_since(got[0].at)
     );
-    assert_eq!(
-        ordered.received().len(),
-        1,
+    assert!(
+        ordered.received().len() <= 1,
         "ordered: k-2 waits for k-1's outcome"
     );
     let got = ordered.wait_for(3, WAIT).await;
