@@ -258,32 +258,14 @@ pub fn decode(record: &KafkaRecord, default_ttl: u32, arrival: &str) -> Result<E
     }
     let carried = event.remove(attr::KNATIVE_BROKER_TTL);
     let foreign = record.header(TTL_HEADER).is_none();
-    let ttl = match record.header(TTL_HEADER) {
-        Some(t) => std::str::from_utf8(t)
-            .ok()
-            .and_then(|t| t.parse::<u32>().ok())
-            .ok_or_else(|| format!("header {TTL_HEADER}: {t:?} is not a hop count"))?,
-        None => match carried {
-            None => default_ttl,
-            Some(v) => {
-                let text = v.as_str();
-                let n: i64 = text.trim().parse().map_err(|_| {
-                    format!(
-                        "attribute {}: {text:?} is not an integer",
-                        attr::KNATIVE_BROKER_TTL
-                    )
-                })?;
-                let left = n.saturating_sub(1);
-                if left <= 0 {
-                    return Err(format!(
-                        "attribute {}: hop budget exhausted ({n})",
-                        attr::KNATIVE_BROKER_TTL
-                    ));
-                }
-                u32::try_from(left).unwrap_or(u32::MAX)
-            }
-        },
-    };
+    let ttl = crate::record_ttl(
+        record
+            .header(TTL_HEADER)
+            .map(|t| std::str::from_utf8(t).unwrap_or("\u{FFFD}")),
+        TTL_HEADER,
+        carried,
+        default_ttl,
+    )?;
     if foreign && event.get(attr::KNATIVE_ARRIVAL_TIME).is_none() {
         event.set(attr::KNATIVE_ARRIVAL_TIME, arrival);
     }

@@ -163,3 +163,26 @@ impl Channel for AnyChannel {
         }
     }
 }
+
+/// The hop budget of a record read back from a durable log. cebus writes the
+/// remaining budget in its own header (`header`), already decremented at ingress;
+/// a record from another producer has none, so its `knativebrokerttl` attribute
+/// (`carried`, taken out of the event) goes through the same rule as at ingress —
+/// absent ⇒ `default_ttl`, present ⇒ decremented, exhausted or not a number ⇒ refused.
+pub(crate) fn record_ttl(
+    header: Option<&str>,
+    header_name: &str,
+    carried: Option<cebus_events::AttrValue>,
+    default_ttl: u32,
+) -> Result<u32, String> {
+    match header {
+        Some(t) => t
+            .parse::<u32>()
+            .map_err(|_| format!("header {header_name}: {t:?} is not a hop count")),
+        None => cebus_triggers::ttl_on_ingress(
+            carried.as_ref().map(|v| v.as_str()).as_deref(),
+            default_ttl,
+        )
+        .map_err(|e| format!("attribute {}: {e}", cebus_events::attr::KNATIVE_BROKER_TTL)),
+    }
+}

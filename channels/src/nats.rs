@@ -260,31 +260,7 @@ pub fn decode(message: &NatsMessage, default_ttl: u32, arrival: &str) -> Result<
     }
     let carried = event.remove(attr::KNATIVE_BROKER_TTL);
     let foreign = message.header(TTL_HEADER).is_none();
-    let ttl = match message.header(TTL_HEADER) {
-        Some(t) => t
-            .parse::<u32>()
-            .map_err(|_| format!("header {TTL_HEADER}: {t:?} is not a hop count"))?,
-        None => match carried {
-            None => default_ttl,
-            Some(v) => {
-                let text = v.as_str();
-                let n: i64 = text.trim().parse().map_err(|_| {
-                    format!(
-                        "attribute {}: {text:?} is not an integer",
-                        attr::KNATIVE_BROKER_TTL
-                    )
-                })?;
-                let left = n.saturating_sub(1);
-                if left <= 0 {
-                    return Err(format!(
-                        "attribute {}: hop budget exhausted ({n})",
-                        attr::KNATIVE_BROKER_TTL
-                    ));
-                }
-                u32::try_from(left).unwrap_or(u32::MAX)
-            }
-        },
-    };
+    let ttl = crate::record_ttl(message.header(TTL_HEADER), TTL_HEADER, carried, default_ttl)?;
     // cebus's own events got theirs at ingress; another publisher's get the time
     // JetStream stored them.
     if foreign && event.get(attr::KNATIVE_ARRIVAL_TIME).is_none() {
