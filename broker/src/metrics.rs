@@ -63,6 +63,15 @@ pub struct AttemptLabels {
     pub trigger: String,
 }
 
+/// Labels of source counters.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    /// `Kind namespace/name` of the source.
+    pub source: String,
+    /// `delivered` or `skipped`.
+    pub outcome: &'static str,
+}
+
 /// Every metric cebus exports.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -74,6 +83,9 @@ pub struct Metrics {
     pub attempts: Family<AttemptLabels, Counter>,
     /// Replies that re-entered a broker.
     pub replies: Family<AttemptLabels, Counter>,
+    /// Records read by sources, by outcome (for example a KafkaSource's invalid
+    /// CloudEvent records, skipped).
+    pub sources: Family<SourceLabels, Counter>,
 }
 
 impl Metrics {
@@ -99,6 +111,11 @@ impl Metrics {
             "replies",
             "Reply events that re-entered the broker",
             self.replies.clone(),
+        );
+        r.register(
+            "source_records",
+            "Records read by sources, by outcome",
+            self.sources.clone(),
         );
         r
     }
@@ -127,6 +144,16 @@ impl Metrics {
             attempts: self.attempts.get_or_create(&labels).clone(),
             replies: self.replies.get_or_create(&labels).clone(),
         }
+    }
+
+    /// The counter of one source's `outcome` (`delivered`, `skipped`).
+    pub fn source(&self, source: &str, outcome: &'static str) -> Counter {
+        self.sources
+            .get_or_create(&SourceLabels {
+                source: source.to_owned(),
+                outcome,
+            })
+            .clone()
     }
 
     /// Counter handles for one broker's ingress.

@@ -8,9 +8,9 @@
 //! invalid CloudEvent, skipped with a warning and counted). So a crash or a stop
 //! redelivers, never loses: at-least-once.
 
+use prometheus_client::metrics::counter::Counter;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -278,13 +278,24 @@ impl CommitTracker {
     }
 }
 
-/// Counters of one running KafkaSource.
+/// Counters of one running KafkaSource (exported on `/metrics` as
+/// `cebus_source_records_total{source, outcome}`).
 #[derive(Debug, Default)]
 pub struct KafkaCounters {
     /// Events the sink accepted.
-    pub delivered: AtomicU64,
+    pub delivered: Counter,
     /// Records that claimed to be CloudEvents but were invalid: skipped.
-    pub invalid: AtomicU64,
+    pub invalid: Counter,
+}
+
+impl KafkaCounters {
+    /// The counters of source `label` in `metrics`.
+    pub fn new(metrics: &cebus_broker::metrics::Metrics, label: &str) -> KafkaCounters {
+        KafkaCounters {
+            delivered: metrics.source(label, "delivered"),
+            invalid: metrics.source(label, "skipped"),
+        }
+    }
 }
 
 /// A record as read, owned.
@@ -354,7 +365,7 @@ impl Worker {
         let event = match self.plan.event(&job.meta, &job.record) {
             Ok(built) => built.into_event(),
             Err(e) => {
-                let skipped = self.counters.invalid.fetch_add(1, AtomicOrdering::Relaxed) + 1;
+                let skipped = self.counters.invalid.inc() + 1;
                 tracing::warn!(
                     kafkasource = %self.key, topic = %job.meta.topic,
                     partition = job.meta.partition, offset = job.meta.offset,
@@ -372,9 +383,7 @@ impl Worker {
             };
             let refusal = match sent {
                 Ok(()) => {
-                    self.counters
-                        .delivered
-                        .fetch_add(1, AtomicOrdering::Relaxed);
+                    self.counters.delivered.inc();
                     let _ = self.done.send(done);
                     return;
                 }

@@ -671,7 +671,10 @@ impl Extension for Sources {
                         tokio::spawn(kafka::run(
                             k.clone(),
                             sender.clone(),
-                            Arc::default(),
+                            Arc::new(kafka::KafkaCounters::new(
+                                &registry.shared().metrics,
+                                &p.label,
+                            )),
                             cancel.clone(),
                         ));
                         None

@@ -145,6 +145,13 @@ async fn plain_and_cloudevent_records_reach_the_subscriber_through_a_broker() {
     assert_eq!(ce.body.as_ref(), br#"{"order":8}"#);
 
     sub.expect_no_more_than(2, Duration::from_millis(500)).await;
+    // The skipped record is counted where operators look.
+    let metrics = cebus.metrics().await;
+    let skipped = metrics
+        .lines()
+        .find(|l| l.starts_with("cebus_source_records_total") && l.contains("outcome=\"skipped\""))
+        .unwrap_or_else(|| panic!("no skipped counter in /metrics:\n{metrics}"));
+    assert!(skipped.ends_with(" 1"), "{skipped}");
     cebus.server.shutdown(Duration::from_secs(5)).await;
 }
 
