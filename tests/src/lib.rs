@@ -744,3 +744,41 @@ pub async fn wait_all(sink: &Sink, prefix: &str, n: usize, within: Duration) -> 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `n` events (ids `prefix-0`…, source `/e2e/<prefix>`) posted with `concurrency`
+/// clients; every answer must be 202.
+pub async fn post_many(url: &str, prefix: &str, n: usize, concurrency: usize) {
+    let client = reqwest::Client::new();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, next, url, prefix) = (
+            client.clone(),
+            next.clone(),
+            url.to_owned(),
+            prefix.to_owned(),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    return;
+                }
+                let resp = client
+                    .post(&url)
+                    .header("ce-specversion", "1.0")
+                    .header("ce-id", format!("{prefix}-{i}"))
+                    .header("ce-source", format!("/e2e/{prefix}"))
+                    .header("ce-type", "load")
+                    .body("{}")
+                    .send()
+                    .await
+                    .expect("post");
+                assert_eq!(resp.status().as_u16(), 202, "event {i}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("poster");
+    }
+}

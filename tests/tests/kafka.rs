@@ -13,8 +13,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cebus_e2e::{
-    Cebus, Proc, Reply, Sink, kafka_bootstrap, post, post_binary, received_ids, run_tool, tally,
-    wait_all, wait_for_id,
+    Cebus, Proc, Reply, Sink, kafka_bootstrap, post, post_binary, post_many, received_ids,
+    run_tool, tally, wait_all, wait_for_id,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -240,43 +240,6 @@ async fn a_slow_first_event_holds_back_its_partition_only_when_ordered() {
         got[1].at.duration_since(got[0].at) >= SLOW - Duration::from_millis(100),
         "k-2 came only after k-1 was answered"
     );
-}
-
-/// `n` events posted with `concurrency` clients; every answer must be 202.
-async fn post_many(url: &str, prefix: &str, n: usize, concurrency: usize) {
-    let client = reqwest::Client::new();
-    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (client, next, url, prefix) = (
-            client.clone(),
-            next.clone(),
-            url.to_owned(),
-            prefix.to_owned(),
-        );
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= n {
-                    return;
-                }
-                let resp = client
-                    .post(&url)
-                    .header("ce-specversion", "1.0")
-                    .header("ce-id", format!("{prefix}-{i}"))
-                    .header("ce-source", "/e2e/kafka")
-                    .header("ce-type", "load")
-                    .body("{}")
-                    .send()
-                    .await
-                    .expect("post");
-                assert_eq!(resp.status().as_u16(), 202, "event {i}");
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.expect("poster");
-    }
 }
 
 /// Posts until the process at `base` listens and its broker accepts.

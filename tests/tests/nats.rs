@@ -11,8 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cebus_e2e::{
-    Cebus, Proc, Reply, Sink, cloudevents_python, nats_url, post_binary, received_ids, run_tool,
-    tally, wait_all, wait_for_id,
+    Cebus, Proc, Reply, Sink, cloudevents_python, nats_url, post_binary, post_many, received_ids,
+    run_tool, tally, wait_all, wait_for_id,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -149,43 +149,6 @@ async fn replies_re_enter_and_filters_route() {
     assert_eq!(received_ids(&orders), ["o-1"]);
     done.expect_no_more_than(1, Duration::from_millis(300))
         .await;
-}
-
-/// `n` events posted with `concurrency` clients; every answer must be 202.
-async fn post_many(url: &str, prefix: &str, n: usize, concurrency: usize) {
-    let client = reqwest::Client::new();
-    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (client, next, url, prefix) = (
-            client.clone(),
-            next.clone(),
-            url.to_owned(),
-            prefix.to_owned(),
-        );
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= n {
-                    return;
-                }
-                let resp = client
-                    .post(&url)
-                    .header("ce-specversion", "1.0")
-                    .header("ce-id", format!("{prefix}-{i}"))
-                    .header("ce-source", "/e2e/nats")
-                    .header("ce-type", "load")
-                    .body("{}")
-                    .send()
-                    .await
-                    .expect("post");
-                assert_eq!(resp.status().as_u16(), 202, "event {i}");
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.expect("poster");
-    }
 }
 
 async fn wait_ready(base: &str, broker: &str) {
