@@ -2,6 +2,7 @@
 //! dead-letter sink, replies), the broker runtime and config reload.
 
 pub mod deliver;
+mod follow;
 pub mod ingress;
 pub mod metrics;
 pub mod plan;

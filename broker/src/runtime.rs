@@ -14,16 +14,18 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use cebus_channels::{
-    AnyChannel, Channel, ChannelError, Envelope, KafkaChannel, KafkaSettings, MemoryChannel,
-    NatsAuth, NatsChannel, NatsSettings, NatsStorage,
+    AnyChannel, Channel, ChannelError, Cursor, Envelope, KafkaChannel, KafkaSettings,
+    MemoryChannel, NatsAuth, NatsChannel, NatsSettings, NatsStorage,
 };
 use cebus_events::{Event, attr};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use cebus_triggers::Matcher;
 
 use crate::deliver;
+use crate::follow::{self, Held};
 use crate::metrics::{BrokerCounters, Metrics};
 use crate::plan::{BrokerPlan, ChannelPlan, Plan, TriggerPlan};
 use crate::time::rfc3339;
@@ -124,6 +126,14 @@ pub struct BrokerRuntime {
     by_name: Mutex<BTreeMap<String, Arc<TriggerRuntime>>>,
     counters: BrokerCounters,
     shared: Arc<Shared>,
+    /// Per lane, the position after the last record the fan-out loop took: where
+    /// the shared reader stands, for triggers leaving or rejoining it.
+    shared_next: Mutex<HashMap<u32, u64>>,
+    /// Cancelled when the broker stops (its cursors store their positions).
+    cancel: CancellationToken,
+    /// Whether the first set of triggers was applied (the fan-out loop waits for
+    /// it before looking for stored cursors).
+    applied: watch::Sender<bool>,
 }
 
 /// All triggers of a broker compiled into one matcher; filter `i` of the matcher
@@ -148,6 +158,10 @@ pub struct TriggerRuntime {
     /// What each delivery needs.
     ctx: deliver::Ctx,
     shared: Arc<Shared>,
+    /// Its shares and feed, on channels with cursors.
+    held: Option<Arc<Held>>,
+    /// Cancelled when the trigger is removed.
+    cancel: CancellationToken,
 }
 
 impl TriggerRuntime {
@@ -208,24 +222,34 @@ struct Work {
 /// the delivery finished, when the trigger is gone, and even if a delivery task
 /// panicked — so channel capacity can never leak.
 #[derive(Debug)]
-struct Ack(Arc<AckTracker>);
+enum Ack {
+    /// Straight to the record's tracker (channels without cursors).
+    Plain(Arc<AckTracker>),
+    /// Through the trigger's shares, which know whether the shared reader or
+    /// the trigger's cursor now answers for the record.
+    Held(Arc<Held>, u64),
+}
 
 impl Drop for Ack {
     fn drop(&mut self) {
-        self.0.done();
+        match self {
+            Ack::Plain(tracker) => tracker.done(),
+            Ack::Held(held, id) => held.finish(*id),
+        }
     }
 }
 
 /// Acknowledges a channel record once every matching trigger is done with it.
 #[derive(Debug)]
-struct AckTracker {
+pub(crate) struct AckTracker {
     remaining: AtomicUsize,
     offset: u64,
     channel: AnyChannel,
 }
 
 impl AckTracker {
-    fn done(&self) {
+    /// One matching trigger is done with the record.
+    pub(crate) fn done(&self) {
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.channel.ack(self.offset);
         }
@@ -298,6 +322,9 @@ impl BrokerRuntime {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             by_name: Mutex::new(BTreeMap::new()),
             shared: shared.clone(),
+            shared_next: Mutex::new(HashMap::new()),
+            cancel: CancellationToken::new(),
+            applied: watch::Sender::new(false),
         });
         shared.tasks.spawn(fan_out(broker.clone()));
         broker
@@ -353,10 +380,12 @@ impl BrokerRuntime {
         }));
         let mut by_name = self.by_name.lock().expect("trigger index lock poisoned");
         let before = by_name.len();
-        by_name.retain(|name, _| {
+        by_name.retain(|name, t| {
             let keep = plan.triggers.contains_key(name);
             if !keep {
                 tracing::info!(broker = %self.key, trigger = %name, "trigger removed");
+                // Its cursor, if it has one, is deleted.
+                t.cancel.cancel();
             }
             keep
         });
@@ -380,6 +409,7 @@ impl BrokerRuntime {
         if changed {
             self.publish(&by_name);
         }
+        self.applied.send_replace(true);
     }
 
     /// Compiles the current triggers into a new matcher and swaps it in.
@@ -422,10 +452,16 @@ impl BrokerRuntime {
             slots,
             ctx,
             shared: self.shared.clone(),
+            held: self
+                .channel
+                .has_cursors()
+                .then(|| Arc::new(Held::default())),
+            cancel: self.cancel.child_token(),
         })
     }
 
     fn stop(&self) {
+        self.cancel.cancel();
         self.channel.close();
     }
 
@@ -436,11 +472,26 @@ impl BrokerRuntime {
 }
 
 /// Reads the channel, matches each event once against every trigger and hands it
-/// to the queues of those that match.
+/// to the queues of those that match. On a channel with cursors, a trigger that
+/// falls behind leaves for a cursor of its own ([`follow`]).
 async fn fan_out(broker: Arc<BrokerRuntime>) {
+    let cursors = broker.channel.has_cursors();
+    if cursors && !resume_stored_cursors(&broker).await {
+        return;
+    }
+    let window = broker.shared.limits.channel_capacity;
+    let max_in_flight = broker.shared.limits.max_in_flight_per_trigger;
+    let mut detach_again = tokio::time::Instant::now();
     let mut matched = Vec::new();
     while let Some(record) = broker.channel.recv().await {
-        let snapshot = broker.snapshot.load();
+        if cursors {
+            broker
+                .shared_next
+                .lock()
+                .expect("shared position lock poisoned")
+                .insert(record.partition, record.offset + 1);
+        }
+        let snapshot = broker.snapshot.load_full();
         snapshot
             .matcher
             .matches_into(&record.envelope.event, &mut matched);
@@ -456,13 +507,36 @@ async fn fan_out(broker: Arc<BrokerRuntime>) {
         });
         for &i in &matched {
             let t = &snapshot.triggers[i as usize];
-            let work = Work {
+            let share = match &t.held {
+                None => Ack::Plain(ack.clone()),
+                Some(held) => match held.admit_shared(record.partition, record.offset, &ack) {
+                    Some(id) => Ack::Held(held.clone(), id),
+                    // Its cursor feeds it this record.
+                    None => {
+                        ack.done();
+                        continue;
+                    }
+                },
+            };
+            t.submit(Work {
                 partition: record.partition,
                 envelope: record.envelope.clone(),
                 encoded: encoded.clone(),
-                _ack: Ack(ack.clone()),
-            };
-            t.submit(work);
+                _ack: share,
+            });
+            if let Some(held) = &t.held
+                && follow::should_detach(
+                    held.outstanding(),
+                    broker.channel.pending(),
+                    window,
+                    max_in_flight,
+                )
+                && held.can_detach()
+                && tokio::time::Instant::now() >= detach_again
+                && !detach(&broker, t).await
+            {
+                detach_again = tokio::time::Instant::now() + follow::DETACH_RETRY;
+            }
         }
     }
     // Closed and drained: let the dispatchers finish their queues and end.
@@ -472,6 +546,200 @@ async fn fan_out(broker: Arc<BrokerRuntime>) {
         .lock()
         .expect("trigger index lock poisoned")
         .clear();
+}
+
+/// Trigger `t` leaves the shared reader for a cursor of its own, which takes
+/// over the records it has out. False when the cursor could not be opened (the
+/// trigger stays on the shared reader).
+async fn detach(broker: &Arc<BrokerRuntime>, t: &Arc<TriggerRuntime>) -> bool {
+    let Some(held) = &t.held else {
+        return false;
+    };
+    let start = held.cursor_start(
+        &broker
+            .shared_next
+            .lock()
+            .expect("shared position lock poisoned"),
+    );
+    let name = t.plan.load().name.clone();
+    let budget = follow::follow_budget(broker.shared.limits.max_in_flight_per_trigger);
+    match broker
+        .channel
+        .open_cursor(&name, Some(start.clone()), start.held.len() + budget)
+        .await
+    {
+        Ok(cursor) => {
+            let cursor = Arc::new(cursor);
+            held.hand_to_cursor(&cursor, &start);
+            tracing::info!(broker = %broker.key, trigger = %name, held = start.held.len(), "trigger fell behind; it reads from its own cursor until it catches up");
+            broker
+                .shared
+                .tasks
+                .spawn(follow_cursor(broker.clone(), t.clone(), cursor));
+            true
+        }
+        Err(e) => {
+            tracing::warn!(broker = %broker.key, trigger = %name, error = %e, "trigger fell behind but its cursor could not be opened; it stays on the shared reader");
+            false
+        }
+    }
+}
+
+/// After a restart: triggers whose cursor an earlier run stored read from it;
+/// cursors of triggers that no longer exist are deleted. Retries until the
+/// channel answers; false when the broker stopped meanwhile.
+async fn resume_stored_cursors(broker: &Arc<BrokerRuntime>) -> bool {
+    let mut applied = broker.applied.subscribe();
+    tokio::select! {
+        _ = applied.wait_for(|a| *a) => {}
+        _ = broker.cancel.cancelled() => return false,
+    }
+    let retry = || async {
+        tokio::select! {
+            _ = tokio::time::sleep(follow::DETACH_RETRY) => true,
+            _ = broker.cancel.cancelled() => false,
+        }
+    };
+    let names = loop {
+        match broker.channel.stored_cursors().await {
+            Ok(names) => break names,
+            Err(e) => {
+                tracing::warn!(broker = %broker.key, error = %e, "cannot list stored trigger cursors; retrying");
+                if !retry().await {
+                    return false;
+                }
+            }
+        }
+    };
+    let budget = follow::follow_budget(broker.shared.limits.max_in_flight_per_trigger);
+    for name in names {
+        let trigger = broker
+            .by_name
+            .lock()
+            .expect("trigger index lock poisoned")
+            .get(&name)
+            .cloned();
+        let Some(t) = trigger else {
+            tracing::info!(broker = %broker.key, trigger = %name, "deleting the stored cursor of a trigger that no longer exists");
+            if let Err(e) = broker.channel.delete_cursor(&name).await {
+                tracing::warn!(broker = %broker.key, trigger = %name, error = %e, "cannot delete a stale trigger cursor");
+            }
+            continue;
+        };
+        let Some(held) = t.held.clone() else {
+            continue;
+        };
+        // Until it is open the trigger must not take shared records: the ones
+        // between its stored position and the shared one would be lost to it.
+        let cursor = loop {
+            match broker.channel.open_cursor(&name, None, budget).await {
+                Ok(c) => break Arc::new(c),
+                Err(e) => {
+                    tracing::warn!(broker = %broker.key, trigger = %name, error = %e, "cannot reopen a stored trigger cursor; retrying");
+                    if !retry().await {
+                        return false;
+                    }
+                }
+            }
+        };
+        held.follow_stored();
+        tracing::info!(broker = %broker.key, trigger = %name, "trigger resumes from its stored cursor");
+        broker
+            .shared
+            .tasks
+            .spawn(follow_cursor(broker.clone(), t.clone(), cursor));
+    }
+    true
+}
+
+/// Feeds trigger `t` from its cursor, at most [`follow::follow_budget`]
+/// records out at a time, until it has caught up with the shared reader (then
+/// the cursor is deleted), the trigger is removed (deleted too) or the broker
+/// stops (the cursor's position stays stored for the next run).
+async fn follow_cursor(broker: Arc<BrokerRuntime>, t: Arc<TriggerRuntime>, cursor: Arc<Cursor>) {
+    let Some(held) = t.held.clone() else {
+        return;
+    };
+    let name = t.plan.load().name.clone();
+    let max_in_flight = broker.shared.limits.max_in_flight_per_trigger;
+    let budget = follow::follow_budget(max_in_flight);
+    let mut next = cursor.start().clone();
+    let mut split: Option<BTreeMap<u32, u64>> = None;
+    let mut caught_up = false;
+    loop {
+        if t.cancel.is_cancelled() {
+            break;
+        }
+        if let Some(s) = &split
+            && s.iter()
+                .all(|(lane, at)| next.get(lane).is_some_and(|n| n >= at))
+        {
+            caught_up = true;
+            break;
+        }
+        if held.outstanding() >= budget {
+            tokio::select! {
+                _ = held.released.notified() => {}
+                _ = t.cancel.cancelled() => {}
+            }
+            continue;
+        }
+        if split.is_none() {
+            split = held.try_rejoin(
+                &next,
+                &broker.shared_next,
+                max_in_flight,
+                t.plan.load().ordered,
+            );
+            if split.is_some() {
+                tracing::info!(broker = %broker.key, trigger = %name, "trigger caught up; it rejoins the shared reader");
+                continue;
+            }
+        }
+        let record = tokio::select! {
+            r = cursor.recv() => r,
+            _ = tokio::time::sleep(follow::REJOIN_CHECK) => continue,
+            _ = t.cancel.cancelled() => break,
+        };
+        let Some(record) = record else {
+            break;
+        };
+        next.insert(record.partition, record.offset + 1);
+        let shared_feeds_it = split
+            .as_ref()
+            .and_then(|s| s.get(&record.partition))
+            .is_some_and(|&at| record.offset >= at);
+        if shared_feeds_it || !t.plan.load().filter.matches(&record.envelope.event) {
+            cursor.ack(record.offset);
+            continue;
+        }
+        let id = held.admit_cursor(&cursor, record.offset);
+        t.submit(Work {
+            partition: record.partition,
+            envelope: record.envelope,
+            encoded: Arc::new(deliver::Encoded::default()),
+            _ack: Ack::Held(held.clone(), id),
+        });
+    }
+    let removed = t.cancel.is_cancelled() && !broker.cancel.is_cancelled();
+    // The cursor's position is stored after its last record is done.
+    let _ = tokio::time::timeout(follow::FOLLOW_DRAIN_MAX, async {
+        while held.cursor_out() > 0 {
+            held.released.notified().await;
+        }
+    })
+    .await;
+    let delete = caught_up || removed;
+    let closed = match Arc::try_unwrap(cursor) {
+        Ok(cursor) => cursor.close(delete).await,
+        // Deliveries still hold it: it stores its position when they are done.
+        Err(_) if delete => broker.channel.delete_cursor(&name).await,
+        Err(_) => Ok(()),
+    };
+    if let Err(e) = closed {
+        tracing::warn!(broker = %broker.key, trigger = %name, error = %e, "closing a trigger cursor");
+    }
+    held.stopped_following();
 }
 
 /// One trigger's dispatcher: takes work in order and delivers it with at most

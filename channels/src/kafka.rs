@@ -23,12 +23,19 @@
 //! handed out unacknowledged; when the window is full the partitions are paused
 //! (the consumer keeps polling, so it stays in its group).
 //!
+//! Cursors ([`crate::Cursor`]): a trigger that falls behind reads on its own,
+//! through a consumer assigned (not subscribed) to every partition whose
+//! position is committed under its own group,
+//! `cebus/<namespace>/<broker>/<trigger>` ([`KafkaSettings::cursor_prefix`]).
+//! The group exists only while the trigger lags; `kafka-consumer-groups.sh
+//! --describe` shows its lag.
+//!
 //! Connecting is asynchronous: [`KafkaChannel::connect`] returns at once and a
 //! task creates the clients and the topic and subscribes; until then (and when a
 //! produce fails) `append` fails with [`ChannelError::Unavailable`], which ingress
 //! turns into 503.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -46,6 +53,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{Mutex, mpsc, watch};
 
 use crate::binding::kafka::{self as binding, KafkaRecord};
+use crate::cursor::{self, Cursor, CursorStart};
 pub use crate::nats::{TTL_HEADER, TYPED_HEADER};
 use crate::{Channel, ChannelError, DEFAULT_TTL, Envelope, Record};
 
@@ -80,6 +88,10 @@ const DRAIN_CHECK: Duration = Duration::from_millis(300);
 /// per partition); the partition number sits above them.
 const OFFSET_BITS: u32 = 40;
 const OFFSET_MASK: u64 = (1 << OFFSET_BITS) - 1;
+/// Time limit of the metadata, offset and group requests a cursor makes.
+const CURSOR_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long closing a cursor waits for its final commit.
+const CURSOR_CLOSE_MAX: Duration = Duration::from_secs(10);
 
 /// Everything a Kafka channel needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +102,9 @@ pub struct KafkaSettings {
     pub topic: String,
     /// The consumer group of the broker's consumer.
     pub group: String,
+    /// Prefix of the consumer groups of per-trigger cursors; the trigger's name
+    /// follows. `/` cannot occur in Kubernetes names, so the split is unambiguous.
+    pub cursor_prefix: String,
     /// Partitions of the topic when cebus creates it.
     pub partitions: i32,
     /// Replication factor of the topic when cebus creates it.
@@ -113,6 +128,7 @@ impl KafkaSettings {
             bootstrap_servers: bootstrap_servers.to_owned(),
             topic: topic_name(namespace, broker),
             group: group_name(namespace, broker),
+            cursor_prefix: format!("cebus/{namespace}/{broker}/"),
             partitions: DEFAULT_PARTITIONS,
             replication_factor: DEFAULT_REPLICATION_FACTOR,
             max_message_bytes: 1024 * 1024,
@@ -296,6 +312,16 @@ pub struct CommitTracker {
 }
 
 impl CommitTracker {
+    /// A tracker that resumes at `next`: everything below it is done except
+    /// what is then [`start`](Self::start)ed (records still held elsewhere).
+    pub fn resume_from(next: i64) -> CommitTracker {
+        CommitTracker {
+            pending: BTreeSet::new(),
+            highest_done: next.checked_sub(1).filter(|h| *h >= 0),
+            committed: None,
+        }
+    }
+
     /// The record at `offset` was taken from Kafka.
     pub fn start(&mut self, offset: i64) {
         self.pending.insert(offset);
@@ -330,8 +356,17 @@ impl CommitTracker {
 enum Link {
     /// Not ready; the reason is the last failure.
     Down(String),
-    /// Topic exists, producer created.
-    Ready(Arc<FutureProducer>),
+    /// Topic exists, clients created.
+    Ready(Arc<Clients>),
+}
+
+/// The clients of a ready channel.
+struct Clients {
+    producer: FutureProducer,
+    /// The broker's shared consumer (its group's committed offsets and the
+    /// group list are read through it).
+    consumer: Arc<BrokerConsumer>,
+    admin: AdminClient<DefaultClientContext>,
 }
 
 /// A broker channel on Kafka (see the module docs).
@@ -397,8 +432,8 @@ impl KafkaChannel {
         &self.settings
     }
 
-    /// The producer once ready, waiting up to [`READY_WAIT`] while connecting.
-    async fn producer(&self) -> Result<Arc<FutureProducer>, ChannelError> {
+    /// The clients once ready, waiting up to [`READY_WAIT`] while connecting.
+    async fn clients(&self) -> Result<Arc<Clients>, ChannelError> {
         let mut link = self.link.clone();
         let _ =
             tokio::time::timeout(READY_WAIT, link.wait_for(|l| matches!(l, Link::Ready(_)))).await;
@@ -431,7 +466,8 @@ impl Channel for KafkaChannel {
         if batch.is_empty() {
             return Ok(());
         }
-        let producer = self.producer().await?;
+        let clients = self.clients().await?;
+        let producer = &clients.producer;
         // Enqueue all, then await every acknowledgement: the batch shares produce
         // requests. A failure part-way may leave earlier events stored (a retry by
         // the producer of the batch then duplicates them: at-least-once).
@@ -489,6 +525,280 @@ impl Channel for KafkaChannel {
     }
 }
 
+impl KafkaChannel {
+    /// Trigger names of the cursor groups of this broker found in Kafka.
+    pub async fn stored_cursors(&self) -> Result<Vec<String>, ChannelError> {
+        let clients = self.clients().await?;
+        let prefix = self.settings.cursor_prefix.clone();
+        let servers = self.settings.bootstrap_servers.clone();
+        tokio::task::spawn_blocking(move || {
+            let groups = clients
+                .consumer
+                .fetch_group_list(None, CURSOR_REQUEST_TIMEOUT)
+                .map_err(|e| {
+                    unavailable(format!("cannot list consumer groups on {servers}: {e}"))
+                })?;
+            Ok(groups
+                .groups()
+                .iter()
+                .filter_map(|g| g.name().strip_prefix(prefix.as_str()))
+                .map(str::to_owned)
+                .collect())
+        })
+        .await
+        .map_err(|e| unavailable(format!("listing consumer groups: {e}")))?
+    }
+
+    /// Opens the cursor of trigger `name` (see [`crate::cursor`]); `window`
+    /// bounds the records it hands out unacknowledged, held ones included.
+    pub async fn open_cursor(
+        &self,
+        name: &str,
+        start: Option<CursorStart>,
+        window: usize,
+    ) -> Result<Cursor, ChannelError> {
+        let clients = self.clients().await?;
+        let mut settings = (*self.settings).clone();
+        settings.group = format!("{}{name}", self.settings.cursor_prefix);
+        settings.window = window.max(1);
+        let settings = Arc::new(settings);
+        let held = start.as_ref().map(|s| s.held.clone()).unwrap_or_default();
+        let (consumer, read) = {
+            let settings = settings.clone();
+            let clients = clients.clone();
+            tokio::task::spawn_blocking(move || place_cursor(&settings, &clients, start))
+                .await
+                .map_err(|e| unavailable(format!("opening a cursor: {e}")))??
+        };
+        let consumer = Arc::new(consumer);
+        let (close_tx, close_rx) = watch::channel(false);
+        let (records_tx, rx) = mpsc::channel(settings.window.clamp(1, 1024));
+        let (acks, acks_rx) = mpsc::unbounded_channel();
+        let (trackers, held_count) = seeded(&read, &held);
+        // Held records count as handed out: they are acknowledged here too.
+        let handed = Arc::new(AtomicUsize::new(held_count));
+        let task = {
+            let settings = settings.clone();
+            tokio::spawn(async move {
+                let mut consume = Consume::new(&settings, consumer.clone(), handed, false);
+                consume.trackers = trackers;
+                consume.run(close_rx, records_tx, acks_rx).await;
+                close_consumer(consumer, &settings.topic).await;
+            })
+        };
+        let start = read
+            .iter()
+            .map(|(&p, &o)| (u32::try_from(p).unwrap_or(0), position(p, o)))
+            .collect();
+        Ok(Cursor {
+            start,
+            inner: cursor::Inner::Kafka(KafkaCursor {
+                group: settings.group.clone(),
+                rx: Mutex::new(rx),
+                acks,
+                close_tx,
+                task,
+                clients,
+            }),
+        })
+    }
+
+    /// Deletes the consumer group of trigger `name`'s cursor, if there is one.
+    pub async fn delete_cursor(&self, name: &str) -> Result<(), ChannelError> {
+        let clients = self.clients().await?;
+        delete_group(&clients, &format!("{}{name}", self.settings.cursor_prefix)).await
+    }
+}
+
+/// Deletes consumer group `group`; one that does not exist is fine.
+async fn delete_group(clients: &Clients, group: &str) -> Result<(), ChannelError> {
+    let opts = AdminOptions::new().request_timeout(Some(CURSOR_REQUEST_TIMEOUT));
+    let results = clients
+        .admin
+        .delete_groups(&[group], &opts)
+        .await
+        .map_err(|e| unavailable(format!("cannot delete consumer group {group}: {e}")))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::GroupIdNotFound)) => {}
+            Err((g, code)) => {
+                return Err(unavailable(format!(
+                    "cannot delete consumer group {g}: {code}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The commit trackers of a cursor that reads from `read` while `held` records
+/// (below it) are still being delivered, and how many those are.
+fn seeded(read: &BTreeMap<i32, i64>, held: &[(u32, u64)]) -> (HashMap<i32, CommitTracker>, usize) {
+    let mut trackers: HashMap<i32, CommitTracker> = read
+        .iter()
+        .map(|(&p, &next)| (p, CommitTracker::resume_from(next)))
+        .collect();
+    for &(_, pos) in held {
+        let (p, o) = split(pos);
+        trackers.entry(p).or_default().start(o);
+    }
+    (trackers, held.len())
+}
+
+/// Creates a cursor's consumer and places it: for a new cursor, its resume
+/// points are committed (synchronously: the shared reader may move past them
+/// as soon as this returns) and it reads from `start.read`; a stored cursor
+/// reads from its committed offsets. Lanes `start` does not name, and
+/// partitions a stored cursor has no offset for, start where the broker's
+/// consumer group stands (or at the beginning). Blocking.
+fn place_cursor(
+    settings: &KafkaSettings,
+    clients: &Clients,
+    start: Option<CursorStart>,
+) -> Result<(BrokerConsumer, BTreeMap<i32, i64>), ChannelError> {
+    let topic = settings.topic.as_str();
+    let failed = |what: &str, e: KafkaError| {
+        unavailable(format!(
+            "cursor {} on topic {topic}: cannot {what}: {e}",
+            settings.group
+        ))
+    };
+    let consumer: BrokerConsumer = client_config(&settings.consumer_config())
+        .create_with_context(ConsumerLog {
+            topic: settings.topic.clone(),
+        })
+        .map_err(|e| failed("create the consumer", e))?;
+    let metadata = clients
+        .consumer
+        .fetch_metadata(Some(topic), CURSOR_REQUEST_TIMEOUT)
+        .map_err(|e| failed("read the topic's partitions", e))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(unavailable(format!("topic {topic} has no partitions")));
+    }
+    let all = |offset: Offset| -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for &p in &partitions {
+            let _ = tpl.add_partition_offset(topic, p, offset);
+        }
+        tpl
+    };
+    let offsets = |tpl: &TopicPartitionList| -> HashMap<i32, i64> {
+        tpl.elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some((e.partition(), o)),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut read: BTreeMap<i32, i64> = match &start {
+        Some(s) => s.read.values().map(|&pos| split(pos)).collect(),
+        None => offsets(
+            &consumer
+                .committed_offsets(all(Offset::Invalid), CURSOR_REQUEST_TIMEOUT)
+                .map_err(|e| failed("read its committed offsets", e))?,
+        )
+        .into_iter()
+        .collect(),
+    };
+    if partitions.iter().any(|p| !read.contains_key(p)) {
+        let shared = offsets(
+            &clients
+                .consumer
+                .committed_offsets(all(Offset::Invalid), CURSOR_REQUEST_TIMEOUT)
+                .map_err(|e| failed("read the broker group's offsets", e))?,
+        );
+        for &p in &partitions {
+            if read.contains_key(&p) {
+                continue;
+            }
+            let at = match shared.get(&p) {
+                Some(&o) => o,
+                None => {
+                    clients
+                        .consumer
+                        .fetch_watermarks(topic, p, CURSOR_REQUEST_TIMEOUT)
+                        .map_err(|e| failed("read a partition's watermarks", e))?
+                        .0
+                }
+            };
+            read.insert(p, at);
+        }
+    }
+    if let Some(s) = &start {
+        let mut points = s.clone();
+        points.read = read
+            .iter()
+            .map(|(&p, &o)| (u32::try_from(p).unwrap_or(0), position(p, o)))
+            .collect();
+        let mut tpl = TopicPartitionList::new();
+        for pos in points.resume_points().into_values() {
+            let (p, o) = split(pos);
+            let _ = tpl.add_partition_offset(topic, p, Offset::Offset(o));
+        }
+        consumer
+            .commit(&tpl, CommitMode::Sync)
+            .map_err(|e| failed("store its start", e))?;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (&p, &o) in &read {
+        let _ = tpl.add_partition_offset(topic, p, Offset::Offset(o));
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(|e| failed("assign the partitions", e))?;
+    Ok((consumer, read))
+}
+
+/// A trigger's own reader (see [`crate::cursor`]).
+pub(crate) struct KafkaCursor {
+    group: String,
+    rx: Mutex<mpsc::Receiver<Record>>,
+    acks: mpsc::UnboundedSender<u64>,
+    close_tx: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    clients: Arc<Clients>,
+}
+
+impl std::fmt::Debug for KafkaCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaCursor")
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaCursor {
+    pub(crate) async fn recv(&self) -> Option<Record> {
+        self.rx.lock().await.recv().await
+    }
+
+    pub(crate) fn ack(&self, position: u64) {
+        let _ = self.acks.send(position);
+    }
+
+    pub(crate) async fn close(self, delete: bool) -> Result<(), ChannelError> {
+        let _ = self.close_tx.send(true);
+        // The task commits what was acknowledged, then closes its consumer.
+        if tokio::time::timeout(CURSOR_CLOSE_MAX * 2, self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!(group = %self.group, "Kafka cursor did not stop in time");
+        }
+        if delete {
+            delete_group(&self.clients, &self.group).await?;
+        }
+        Ok(())
+    }
+}
+
 /// The background task: set up, then consume until closed and drained.
 async fn run(
     settings: Arc<KafkaSettings>,
@@ -498,24 +808,31 @@ async fn run(
     handed: Arc<AtomicUsize>,
     acks: mpsc::UnboundedReceiver<u64>,
 ) {
-    let Some((producer, consumer)) = setup(&settings, &link, &mut close).await else {
+    let Some((producer, consumer, admin)) = setup(&settings, &link, &mut close).await else {
         return;
     };
-    let _ = link.send(Link::Ready(Arc::new(producer)));
     let consumer = Arc::new(consumer);
-    Consume {
-        settings: &settings,
+    let _ = link.send(Link::Ready(Arc::new(Clients {
+        producer,
         consumer: consumer.clone(),
-        handed,
-        trackers: HashMap::new(),
-        dirty: HashMap::new(),
-        overflow: VecDeque::new(),
-        paused: false,
+        admin,
+    })));
+    Consume::new(&settings, consumer.clone(), handed, true)
+        .run(close, records, acks)
+        .await;
+    // Release the link's clients, so the consumer below is the last one.
+    let _ = link.send(Link::Down("the channel is closed".to_owned()));
+    close_consumer(consumer, &settings.topic).await;
+}
+
+/// Drops a consumer off the async threads, for at most [`CURSOR_CLOSE_MAX`]:
+/// librdkafka's close (final commit, leaving the group) blocks, and with Kafka
+/// gone it can block for long; the process must still be able to stop.
+async fn close_consumer(consumer: Arc<BrokerConsumer>, topic: &str) {
+    let close = tokio::task::spawn_blocking(move || drop(consumer));
+    if tokio::time::timeout(CURSOR_CLOSE_MAX, close).await.is_err() {
+        tracing::warn!(%topic, "Kafka consumer did not close in time; leaving it behind");
     }
-    .run(close, records, acks)
-    .await;
-    // Closing blocks in librdkafka (final commit, leaving the group).
-    let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
 }
 
 /// Creates the clients and the topic and subscribes, retrying with backoff
@@ -524,7 +841,11 @@ async fn setup(
     settings: &KafkaSettings,
     link: &watch::Sender<Link>,
     close: &mut watch::Receiver<bool>,
-) -> Option<(FutureProducer, BrokerConsumer)> {
+) -> Option<(
+    FutureProducer,
+    BrokerConsumer,
+    AdminClient<DefaultClientContext>,
+)> {
     let mut delay = Duration::from_millis(100);
     loop {
         if *close.borrow() {
@@ -556,7 +877,16 @@ fn client_config(settings: &[(&'static str, String)]) -> ClientConfig {
     c
 }
 
-async fn try_setup(settings: &KafkaSettings) -> Result<(FutureProducer, BrokerConsumer), String> {
+async fn try_setup(
+    settings: &KafkaSettings,
+) -> Result<
+    (
+        FutureProducer,
+        BrokerConsumer,
+        AdminClient<DefaultClientContext>,
+    ),
+    String,
+> {
     let servers = &settings.bootstrap_servers;
     let admin: AdminClient<DefaultClientContext> = client_config(&[
         ("bootstrap.servers", servers.clone()),
@@ -599,7 +929,7 @@ async fn try_setup(settings: &KafkaSettings) -> Result<(FutureProducer, BrokerCo
     consumer
         .subscribe(&[settings.topic.as_str()])
         .map_err(|e| format!("cannot subscribe to Kafka topic {}: {e}", settings.topic))?;
-    Ok((producer, consumer))
+    Ok((producer, consumer, admin))
 }
 
 /// The consumer's librdkafka context: logs errors with the topic (an
@@ -635,9 +965,30 @@ struct Consume<'a> {
     overflow: VecDeque<Record>,
     /// Whether the assignment is paused.
     paused: bool,
+    /// The broker's consumer drains the topic on close (a cursor stops at once:
+    /// what it did not hand out stays for the shared reader or its next run).
+    drain: bool,
 }
 
-impl Consume<'_> {
+impl<'a> Consume<'a> {
+    fn new(
+        settings: &'a KafkaSettings,
+        consumer: Arc<BrokerConsumer>,
+        handed: Arc<AtomicUsize>,
+        drain: bool,
+    ) -> Consume<'a> {
+        Consume {
+            settings,
+            consumer,
+            handed,
+            trackers: HashMap::new(),
+            dirty: HashMap::new(),
+            overflow: VecDeque::new(),
+            paused: false,
+            drain,
+        }
+    }
+
     async fn run(
         mut self,
         mut close: watch::Receiver<bool>,
@@ -701,6 +1052,9 @@ impl Consume<'_> {
                     }
                 }
                 _ = close.changed(), if closing_since.is_none() => {
+                    if !self.drain {
+                        break;
+                    }
                     closing_since = Some(Instant::now());
                 }
                 m = consumer.recv(), if records.is_some() => match m {
@@ -977,6 +1331,83 @@ mod tests {
             c.ack(r.offset);
         }
         assert_eq!(again, ["e2", "e3", "e4"]);
+        c.close();
+    }
+
+    /// Receives `n` records from `cursor`, acks them, returns their ids.
+    async fn drain_cursor(cursor: &Cursor, n: usize) -> Vec<String> {
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            let r = tokio::time::timeout(Duration::from_secs(60), cursor.recv())
+                .await
+                .expect("a record from the cursor")
+                .expect("cursor open");
+            ids.push(r.envelope.event.id().into_owned());
+            cursor.ack(r.offset);
+        }
+        ids
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cursor_reads_from_its_start_and_resumes_where_it_was_stored() {
+        let c = KafkaChannel::connect(fresh(100));
+        c.append(
+            (0..10)
+                .map(|i| Envelope::new(Event::with_required(&format!("e{i}"), "/s", "t")))
+                .collect(),
+        )
+        .await
+        .unwrap();
+        let ids = |r: std::ops::Range<usize>| r.map(|i| format!("e{i}")).collect::<Vec<_>>();
+        // Read from e5 on, with e2 still being delivered elsewhere.
+        let start = CursorStart {
+            read: BTreeMap::from([(0, position(0, 5))]),
+            held: vec![(0, position(0, 2))],
+        };
+        let cur = c.open_cursor("trig.a", Some(start), 50).await.unwrap();
+        assert_eq!(cur.start(), &BTreeMap::from([(0, position(0, 5))]));
+        assert_eq!(drain_cursor(&cur, 5).await, ids(5..10));
+        assert!(
+            c.stored_cursors()
+                .await
+                .unwrap()
+                .contains(&"trig.a".to_owned())
+        );
+        // e2 never acknowledged: the stored position stays at it.
+        cur.close(false).await.unwrap();
+        let again = c.open_cursor("trig.a", None, 50).await.unwrap();
+        assert_eq!(again.start(), &BTreeMap::from([(0, position(0, 2))]));
+        assert_eq!(drain_cursor(&again, 8).await, ids(2..10));
+        again.close(true).await.unwrap();
+        assert!(
+            !c.stored_cursors()
+                .await
+                .unwrap()
+                .contains(&"trig.a".to_owned())
+        );
+
+        // Once its held record is done, the position moves to the read one.
+        let start = CursorStart {
+            read: BTreeMap::from([(0, position(0, 8))]),
+            held: vec![(0, position(0, 3))],
+        };
+        let cur = c.open_cursor("trig.b", Some(start), 50).await.unwrap();
+        cur.ack(position(0, 3));
+        assert_eq!(drain_cursor(&cur, 1).await, ids(8..9));
+        cur.close(false).await.unwrap();
+        let again = c.open_cursor("trig.b", None, 50).await.unwrap();
+        assert_eq!(again.start(), &BTreeMap::from([(0, position(0, 9))]));
+        again.close(true).await.unwrap();
+
+        // Lanes a new cursor is not told about start where the broker's group
+        // stands: nothing committed yet, so at the beginning.
+        let cur = c
+            .open_cursor("trig.c", Some(CursorStart::default()), 50)
+            .await
+            .unwrap();
+        assert_eq!(cur.start(), &BTreeMap::from([(0, position(0, 0))]));
+        assert_eq!(drain_cursor(&cur, 10).await, ids(0..10));
+        cur.close(true).await.unwrap();
         c.close();
     }
 

@@ -5,6 +5,7 @@
 
 pub mod binding;
 pub mod contract;
+pub mod cursor;
 pub mod kafka;
 pub mod memory;
 pub mod nats;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use cebus_events::Event;
 
+pub use cursor::{Cursor, CursorStart};
 pub use kafka::{KafkaChannel, KafkaSettings};
 pub use memory::MemoryChannel;
 pub use nats::{NatsAuth, NatsChannel, NatsSettings, NatsStorage};
@@ -160,6 +162,49 @@ impl Channel for AnyChannel {
             AnyChannel::Memory(c) => c.pending(),
             AnyChannel::Nats(c) => c.pending(),
             AnyChannel::Kafka(c) => c.pending(),
+        }
+    }
+}
+
+impl AnyChannel {
+    /// Whether the backend keeps per-trigger cursors (durable logs that can be
+    /// read again from a position). Without them a trigger is always fed by the
+    /// broker's shared reader.
+    pub fn has_cursors(&self) -> bool {
+        matches!(self, AnyChannel::Kafka(_))
+    }
+
+    /// Names of the cursors an earlier run stored and did not delete: triggers
+    /// that were reading on their own when it stopped.
+    pub async fn stored_cursors(&self) -> Result<Vec<String>, ChannelError> {
+        match self {
+            AnyChannel::Kafka(c) => c.stored_cursors().await,
+            AnyChannel::Memory(_) | AnyChannel::Nats(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Opens cursor `name`: at `start` (stored durably before this returns), or
+    /// where it was stored (`None`). At most `window` records (held ones
+    /// included) are out unacknowledged.
+    pub async fn open_cursor(
+        &self,
+        name: &str,
+        start: Option<CursorStart>,
+        window: usize,
+    ) -> Result<Cursor, ChannelError> {
+        match self {
+            AnyChannel::Kafka(c) => c.open_cursor(name, start, window).await,
+            AnyChannel::Memory(_) | AnyChannel::Nats(_) => Err(ChannelError::Unavailable {
+                reason: "this channel keeps no per-trigger cursors".to_owned(),
+            }),
+        }
+    }
+
+    /// Forgets cursor `name` (its trigger was removed).
+    pub async fn delete_cursor(&self, name: &str) -> Result<(), ChannelError> {
+        match self {
+            AnyChannel::Kafka(c) => c.delete_cursor(name).await,
+            AnyChannel::Memory(_) | AnyChannel::Nats(_) => Ok(()),
         }
     }
 }
