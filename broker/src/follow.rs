@@ -47,6 +47,21 @@ pub fn follow_budget(max_in_flight: usize) -> usize {
     max_in_flight.max(1).saturating_mul(2)
 }
 
+/// Records a cursor may read ahead of its trigger (beyond the records handed
+/// over to it): enough for librdkafka to fetch in batches instead of pausing
+/// and resuming the partitions for every few records.
+pub fn cursor_window(max_in_flight: usize) -> usize {
+    follow_budget(max_in_flight).max(1024)
+}
+
+/// How far the cursor is behind the shared reader, summed over lanes.
+fn lag(cursor_next: &BTreeMap<u32, u64>, shared_next: &HashMap<u32, u64>) -> u64 {
+    shared_next
+        .iter()
+        .map(|(lane, &s)| s.saturating_sub(cursor_next.get(lane).copied().unwrap_or(0)))
+        .sum()
+}
+
 /// Where a following trigger rejoins the shared reader, if it may now: it has
 /// at most a set of deliveries out, and the cursor is close behind (or, for an
 /// ordered trigger, not behind at all) the shared reader on every lane. The
@@ -62,10 +77,7 @@ pub fn rejoin_split(
     if outstanding > max_in_flight {
         return None;
     }
-    let behind: u64 = shared_next
-        .iter()
-        .map(|(lane, &s)| s.saturating_sub(cursor_next.get(lane).copied().unwrap_or(0)))
-        .sum();
+    let behind = lag(cursor_next, shared_next);
     let allowed = if ordered { 0 } else { max_in_flight as u64 };
     if behind > allowed {
         return None;
@@ -262,6 +274,18 @@ impl Held {
         let mut st = self.lock();
         st.feed = Feed::Cursor;
         st.following = true;
+    }
+
+    /// Whether the cursor is within `max_in_flight` records of the shared
+    /// reader (a first, unlocked look before draining the trigger to rejoin).
+    pub fn close_behind(
+        &self,
+        cursor_next: &BTreeMap<u32, u64>,
+        shared_next: &Mutex<HashMap<u32, u64>>,
+        max_in_flight: usize,
+    ) -> bool {
+        let shared = shared_next.lock().expect("shared position lock poisoned");
+        lag(cursor_next, &shared) <= max_in_flight as u64
     }
 
     /// Tries to rejoin (see [`rejoin_split`]); on success the shared reader

@@ -562,10 +562,10 @@ async fn detach(broker: &Arc<BrokerRuntime>, t: &Arc<TriggerRuntime>) -> bool {
             .expect("shared position lock poisoned"),
     );
     let name = t.plan.load().name.clone();
-    let budget = follow::follow_budget(broker.shared.limits.max_in_flight_per_trigger);
+    let window = follow::cursor_window(broker.shared.limits.max_in_flight_per_trigger);
     match broker
         .channel
-        .open_cursor(&name, Some(start.clone()), start.held.len() + budget)
+        .open_cursor(&name, Some(start.clone()), start.held.len() + window)
         .await
     {
         Ok(cursor) => {
@@ -611,7 +611,7 @@ async fn resume_stored_cursors(broker: &Arc<BrokerRuntime>) -> bool {
             }
         }
     };
-    let budget = follow::follow_budget(broker.shared.limits.max_in_flight_per_trigger);
+    let window = follow::cursor_window(broker.shared.limits.max_in_flight_per_trigger);
     for name in names {
         let trigger = broker
             .by_name
@@ -632,7 +632,7 @@ async fn resume_stored_cursors(broker: &Arc<BrokerRuntime>) -> bool {
         // Until it is open the trigger must not take shared records: the ones
         // between its stored position and the shared one would be lost to it.
         let cursor = loop {
-            match broker.channel.open_cursor(&name, None, budget).await {
+            match broker.channel.open_cursor(&name, None, window).await {
                 Ok(c) => break Arc::new(c),
                 Err(e) => {
                     tracing::warn!(broker = %broker.key, trigger = %name, error = %e, "cannot reopen a stored trigger cursor; retrying");
@@ -664,6 +664,17 @@ async fn follow_cursor(broker: Arc<BrokerRuntime>, t: Arc<TriggerRuntime>, curso
     let max_in_flight = broker.shared.limits.max_in_flight_per_trigger;
     let budget = follow::follow_budget(max_in_flight);
     let mut next = cursor.start().clone();
+    {
+        // A lane the fan-out loop has not read yet starts at the stored shared
+        // position; without it a cursor behind that position would look caught up.
+        let mut shared = broker
+            .shared_next
+            .lock()
+            .expect("shared position lock poisoned");
+        for (&lane, &pos) in cursor.shared_start() {
+            shared.entry(lane).or_insert(pos);
+        }
+    }
     let mut split: Option<BTreeMap<u32, u64>> = None;
     let mut caught_up = false;
     loop {
@@ -684,7 +695,21 @@ async fn follow_cursor(broker: Arc<BrokerRuntime>, t: Arc<TriggerRuntime>, curso
             }
             continue;
         }
-        if split.is_none() {
+        if split.is_none()
+            && held.outstanding() <= max_in_flight
+            && held.close_behind(&next, &broker.shared_next, max_in_flight)
+        {
+            // Close enough to rejoin. Its own deliveries must be done first: one
+            // that keeps failing would keep this cursor open after the rejoin,
+            // and the trigger could not leave the shared reader again meanwhile.
+            if held.cursor_out() > 0 {
+                tokio::select! {
+                    _ = held.released.notified() => {}
+                    _ = tokio::time::sleep(follow::REJOIN_CHECK) => {}
+                    _ = t.cancel.cancelled() => {}
+                }
+                continue;
+            }
             split = held.try_rejoin(
                 &next,
                 &broker.shared_next,

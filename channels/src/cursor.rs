@@ -42,6 +42,7 @@ impl CursorStart {
 #[derive(Debug)]
 pub struct Cursor {
     pub(crate) start: BTreeMap<u32, u64>,
+    pub(crate) shared_start: BTreeMap<u32, u64>,
     pub(crate) inner: Inner,
 }
 
@@ -55,6 +56,13 @@ impl Cursor {
     /// of the channel is listed.
     pub fn start(&self) -> &BTreeMap<u32, u64> {
         &self.start
+    }
+
+    /// Per lane, where the broker's shared reader stood when the cursor opened,
+    /// as stored: where it starts a lane it has not read yet. A trigger may only
+    /// rejoin the shared reader once its cursor has reached that position.
+    pub fn shared_start(&self) -> &BTreeMap<u32, u64> {
+        &self.shared_start
     }
 
     /// The next record, in order per lane; `None` once closed.

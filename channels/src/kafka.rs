@@ -563,7 +563,7 @@ impl KafkaChannel {
         settings.window = window.max(1);
         let settings = Arc::new(settings);
         let held = start.as_ref().map(|s| s.held.clone()).unwrap_or_default();
-        let (consumer, read) = {
+        let (consumer, read, shared) = {
             let settings = settings.clone();
             let clients = clients.clone();
             tokio::task::spawn_blocking(move || place_cursor(&settings, &clients, start))
@@ -586,12 +586,14 @@ impl KafkaChannel {
                 close_consumer(consumer, &settings.topic).await;
             })
         };
-        let start = read
-            .iter()
-            .map(|(&p, &o)| (u32::try_from(p).unwrap_or(0), position(p, o)))
-            .collect();
+        let lanes = |m: &BTreeMap<i32, i64>| {
+            m.iter()
+                .map(|(&p, &o)| (u32::try_from(p).unwrap_or(0), position(p, o)))
+                .collect()
+        };
         Ok(Cursor {
-            start,
+            start: lanes(&read),
+            shared_start: lanes(&shared),
             inner: cursor::Inner::Kafka(KafkaCursor {
                 group: settings.group.clone(),
                 rx: Mutex::new(rx),
@@ -650,12 +652,13 @@ fn seeded(read: &BTreeMap<i32, i64>, held: &[(u32, u64)]) -> (HashMap<i32, Commi
 /// as soon as this returns) and it reads from `start.read`; a stored cursor
 /// reads from its committed offsets. Lanes `start` does not name, and
 /// partitions a stored cursor has no offset for, start where the broker's
-/// consumer group stands (or at the beginning). Blocking.
+/// consumer group stands (or at the beginning); that position of every
+/// partition is returned too. Blocking.
 fn place_cursor(
     settings: &KafkaSettings,
     clients: &Clients,
     start: Option<CursorStart>,
-) -> Result<(BrokerConsumer, BTreeMap<i32, i64>), ChannelError> {
+) -> Result<(BrokerConsumer, Offsets, Offsets), ChannelError> {
     let topic = settings.topic.as_str();
     let failed = |what: &str, e: KafkaError| {
         unavailable(format!(
@@ -707,29 +710,28 @@ fn place_cursor(
         .into_iter()
         .collect(),
     };
-    if partitions.iter().any(|p| !read.contains_key(p)) {
-        let shared = offsets(
-            &clients
-                .consumer
-                .committed_offsets(all(Offset::Invalid), CURSOR_REQUEST_TIMEOUT)
-                .map_err(|e| failed("read the broker group's offsets", e))?,
-        );
-        for &p in &partitions {
-            if read.contains_key(&p) {
-                continue;
+    // Where the broker's group stands on each partition (where its consumer
+    // starts one it has not read yet): its committed offset, or the beginning.
+    let committed = offsets(
+        &clients
+            .consumer
+            .committed_offsets(all(Offset::Invalid), CURSOR_REQUEST_TIMEOUT)
+            .map_err(|e| failed("read the broker group's offsets", e))?,
+    );
+    let mut shared = BTreeMap::new();
+    for &p in &partitions {
+        let at = match committed.get(&p) {
+            Some(&o) => o,
+            None => {
+                clients
+                    .consumer
+                    .fetch_watermarks(topic, p, CURSOR_REQUEST_TIMEOUT)
+                    .map_err(|e| failed("read a partition's watermarks", e))?
+                    .0
             }
-            let at = match shared.get(&p) {
-                Some(&o) => o,
-                None => {
-                    clients
-                        .consumer
-                        .fetch_watermarks(topic, p, CURSOR_REQUEST_TIMEOUT)
-                        .map_err(|e| failed("read a partition's watermarks", e))?
-                        .0
-                }
-            };
-            read.insert(p, at);
-        }
+        };
+        shared.insert(p, at);
+        read.entry(p).or_insert(at);
     }
     if let Some(s) = &start {
         let mut points = s.clone();
@@ -753,8 +755,11 @@ fn place_cursor(
     consumer
         .assign(&tpl)
         .map_err(|e| failed("assign the partitions", e))?;
-    Ok((consumer, read))
+    Ok((consumer, read, shared))
 }
+
+/// Kafka offsets by partition.
+type Offsets = BTreeMap<i32, i64>;
 
 /// A trigger's own reader (see [`crate::cursor`]).
 pub(crate) struct KafkaCursor {

@@ -1,0 +1,155 @@
+//! A trigger that keeps failing never holds back the other triggers of its
+//! Kafka broker: it leaves the shared reader for a cursor of its own (consumer
+//! group `cebus/<ns>/<broker>/<trigger>`), catches up when its subscriber
+//! recovers, and resumes from that cursor after a restart. Real Kafka
+//! (`KAFKA_BOOTSTRAP`, started by `scripts/test`); never skips.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cebus_e2e::{Cebus, Proc, Reply, Sink, kafka_bootstrap, post_many, tally, wait_all};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+/// A broker name no other run uses (its own topic and groups).
+fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos();
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000_000
+    )
+}
+
+/// A `Kafka` broker with a trigger `good` and a trigger `bad` (which retries
+/// for a long time before giving up).
+fn yaml(broker: &str, good: &str, bad: &str) -> String {
+    format!(
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: {broker}\n  \
+         annotations:\n    eventing.knative.dev/broker.class: Kafka\nspec:\n  config:\n    \
+         apiVersion: v1\n    kind: ConfigMap\n    name: {broker}-kafka\n---\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {broker}-kafka\ndata:\n  \
+         bootstrap.servers: \"{bs}\"\n---\n\
+         apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: good\nspec:\n  \
+         broker: {broker}\n  subscriber:\n    uri: {good}\n---\n\
+         apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: bad\nspec:\n  \
+         broker: {broker}\n  subscriber:\n    uri: {bad}\n  delivery:\n    retry: 10000\n    \
+         backoffPolicy: linear\n    backoffDelay: PT0.05S\n",
+        bs = kafka_bootstrap()
+    )
+}
+
+/// Waits until the broker accepts events (its topic is set up in the background).
+async fn wait_ready(url: &str) {
+    let deadline = std::time::Instant::now() + WAIT;
+    let client = reqwest::Client::new();
+    loop {
+        let status = client
+            .post(url)
+            .header("ce-specversion", "1.0")
+            .header("ce-id", "ready")
+            .header("ce-source", "/e2e/ready")
+            .header("ce-type", "ready")
+            .body("{}")
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        if status == 202 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "broker never ready ({status})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_trigger_does_not_hold_back_the_others() {
+    const N: usize = 3_000;
+    // A window far smaller than N: without cursors the failing trigger's
+    // records fill it and the good trigger stops after about this many.
+    const WINDOW: usize = 200;
+    let good = Sink::start().await;
+    let bad = Sink::start_with(Reply::status(500)).await;
+    let broker = unique("iso");
+    let cebus = Cebus::start_with(&yaml(&broker, &good.url(), &bad.url()), |o| {
+        o.limits.channel_capacity = WINDOW;
+        o.limits.max_in_flight_per_trigger = 10;
+    })
+    .await;
+    let url = cebus.broker_url("default", &broker);
+    wait_ready(&url).await;
+    post_many(&url, "i", N, 16).await;
+
+    // Every event reaches the good trigger while the bad one still fails.
+    let dups = wait_all(&good, "i-", N, WAIT).await;
+    let (bad_seen, _) = tally(&bad, "i-");
+    println!("good: {N} of {N} delivered ({dups} duplicates) while bad saw {bad_seen} distinct");
+    assert!(bad_seen < N, "the bad trigger was not failing");
+
+    // The bad subscriber recovers: its cursor delivers everything, at least once.
+    bad.set_default(Reply::status(200));
+    let bad_dups = wait_all(&bad, "i-", N, WAIT).await;
+    println!("bad after recovery: {N} of {N} delivered, {bad_dups} duplicate requests");
+
+    // Both are back on the shared reader: later events reach both.
+    post_many(&url, "j", 100, 4).await;
+    wait_all(&good, "j-", 100, WAIT).await;
+    wait_all(&bad, "j-", 100, WAIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_behind_resumes_from_its_cursor_after_a_restart() {
+    const N: usize = 3_000;
+    const WINDOW: usize = 200;
+    cebus_e2e::init();
+    let good = Sink::start().await;
+    let bad = Sink::start_with(Reply::status(500)).await;
+    let broker = unique("isorestart");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.yaml"),
+        yaml(&broker, &good.url(), &bad.url()),
+    )
+    .unwrap();
+    let flags = [
+        "--channel-capacity",
+        "200",
+        "--max-in-flight",
+        "10",
+        "--drain-secs",
+        "2",
+    ];
+    let first = Proc::start(dir.path(), &flags);
+    let url = format!("{}/default/{broker}", first.base);
+    wait_ready(&url).await;
+    post_many(&url, "r", N, 16).await;
+    wait_all(&good, "r-", N, WAIT).await;
+    first.signal("-TERM");
+    let status = first.wait_status(WAIT);
+    assert!(status.success(), "cebus exited with {status}");
+    let (bad_before, _) = tally(&bad, "r-");
+    assert!(bad_before < N, "the bad trigger was not behind");
+
+    // After the restart the bad trigger resumes from its stored cursor (the
+    // shared group moved on long ago); the good one gets no replay beyond the
+    // window.
+    bad.set_default(Reply::status(200));
+    let second = Proc::start(dir.path(), &flags);
+    let bad_dups = wait_all(&bad, "r-", N, Duration::from_secs(180)).await;
+    let (_, good_dups) = tally(&good, "r-");
+    println!(
+        "restart with the bad trigger {bad_before} of {N} in: after it {N} of {N}, \
+         {bad_dups} duplicate requests; good trigger {good_dups} duplicates"
+    );
+    assert!(
+        good_dups <= WINDOW,
+        "{good_dups} duplicates for the good trigger: more than the window"
+    );
+    drop(second);
+}
