@@ -142,7 +142,7 @@ pub fn parse_kafka_config(cm: &ConfigMap) -> Result<KafkaBrokerConfig, Vec<(Fiel
 }
 
 /// Why `server` is not a `host:port`, if it is not.
-fn check_server(server: &str) -> Option<String> {
+pub(crate) fn check_server(server: &str) -> Option<String> {
     if server.contains("://") {
         return Some(format!(
             "{server:?}: write host:port without a scheme, e.g. 127.0.0.1:9092"

@@ -2,6 +2,7 @@
 //! validation and defaults. Pure: no I/O beyond what the caller hands in (and the
 //! thin `load_path`, which reads files).
 
+pub mod channel_template;
 pub mod duration;
 pub mod error;
 pub mod kafka;
@@ -11,6 +12,10 @@ pub mod resolve;
 pub mod types;
 pub mod validate;
 
+pub use channel_template::{
+    ChannelTemplate, broker_channel_name, broker_channel_template, is_channel_based_broker,
+    kafka_channel_topic,
+};
 pub use duration::{DurationError, parse_iso8601};
 pub use error::{ConfigError, FieldPath};
 pub use kafka::{

@@ -238,7 +238,7 @@ pub fn parse_nats_config(
 }
 
 /// Why `url` is not a usable NATS server URL, if it is not.
-fn check_url(url: &str) -> Option<String> {
+pub(crate) fn check_url(url: &str) -> Option<String> {
     let Some((scheme, rest)) = url.split_once("://") else {
         return Some(format!("{url:?} is not a URL; write nats://host:port"));
     };

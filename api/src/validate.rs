@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use crate::channel_template::{is_channel_based_broker, parse_channel_template};
 use crate::duration::parse_iso8601;
 use crate::error::{ConfigError, FieldPath};
 use crate::kafka::{
@@ -65,6 +66,7 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
             }
         }
     }
+    channel_templates(config, &mut errors);
     for s in &config.secrets {
         let mut cx = Cx::new(s, &mut errors);
         cx.metadata(s.object.metadata(), true);
@@ -91,6 +93,27 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
     }
     kafka_source::validate(config, &mut seen, &mut errors);
     errors
+}
+
+/// Checks the channel template of every ConfigMap an `MTChannelBasedBroker`
+/// names, once per ConfigMap; a problem in a ConfigMap of `knative-eventing`
+/// that several templates share is reported once.
+fn channel_templates(config: &Config, errors: &mut Vec<ConfigError>) {
+    let mut maps = config_maps_of(config, is_channel_based_broker);
+    maps.sort_unstable();
+    maps.dedup();
+    for (ns, name) in maps {
+        let Some(cm) = config.config_map(ns, name) else {
+            continue; // reported at the broker's spec.config
+        };
+        if let Err(problems) = parse_channel_template(cm, config) {
+            for e in problems {
+                if !errors.contains(&e) {
+                    errors.push(e);
+                }
+            }
+        }
+    }
 }
 
 /// The ConfigMaps (namespace, name) that configure a `NatsJetStreamBroker`.

@@ -37,12 +37,16 @@ pub struct BrokerPlan {
 /// The channel a broker runs on, from its class and ConfigMap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelPlan {
-    /// `MTChannelBasedBroker`: the bounded in-memory channel.
+    /// `MTChannelBasedBroker` without a template or with an `InMemoryChannel`
+    /// one: the bounded in-memory channel.
     Memory,
-    /// `NatsJetStreamBroker`: a JetStream stream, settings from the ConfigMap
-    /// (`maxMessageSize` defaulted to the broker's max event size).
+    /// `NatsJetStreamBroker` (settings from its ConfigMap), or an
+    /// `MTChannelBasedBroker` with a `NatsJetStreamChannel` template: a JetStream
+    /// stream (`maxMessageSize` defaulted to the broker's max event size).
     Nats(cebus_api::NatsBrokerConfig),
-    /// `Kafka`: a topic per broker, settings from the ConfigMap.
+    /// `Kafka` (settings from its ConfigMap), or an `MTChannelBasedBroker` with a
+    /// `KafkaChannel` template (topic `knative-messaging-kafka.<ns>.<channel>`):
+    /// a topic per broker.
     Kafka(cebus_api::KafkaBrokerConfig),
 }
 
@@ -107,7 +111,17 @@ fn object_error<T>(
         .with_field(field)
 }
 
-/// The channel of broker `loc`: memory, or NATS or Kafka with its parsed
+/// The NATS settings `nats` with the stream's message size limit defaulted to
+/// the broker's: JetStream then refuses nothing ingress accepted.
+fn nats_plan(mut nats: cebus_api::NatsBrokerConfig, max_event_size: usize) -> ChannelPlan {
+    if nats.max_message_size.is_none() {
+        nats.max_message_size = Some(i32::try_from(max_event_size).unwrap_or(i32::MAX));
+    }
+    ChannelPlan::Nats(nats)
+}
+
+/// The channel of broker `loc`: for `MTChannelBasedBroker` its channel
+/// template (memory, Kafka or NATS), else NATS or Kafka with its parsed
 /// ConfigMap.
 fn channel_plan(
     config: &Config,
@@ -117,7 +131,11 @@ fn channel_plan(
     let b = &loc.object;
     let kafka = cebus_api::is_kafka_broker(b);
     if !kafka && !cebus_api::is_nats_broker(b) {
-        return Ok(ChannelPlan::Memory);
+        return Ok(match cebus_api::broker_channel_template(config, loc)? {
+            cebus_api::ChannelTemplate::InMemory => ChannelPlan::Memory,
+            cebus_api::ChannelTemplate::Kafka(k) => ChannelPlan::Kafka(k),
+            cebus_api::ChannelTemplate::Nats(n) => nats_plan(n, max_event_size),
+        });
     }
     let class = if kafka {
         cebus_api::KAFKA_BROKER_CLASS
@@ -163,11 +181,8 @@ fn channel_plan(
             .map(ChannelPlan::Kafka)
             .map_err(located);
     }
-    let mut nats = cebus_api::parse_nats_config(&cm.object, cm_ns, config).map_err(located)?;
-    if nats.max_message_size.is_none() {
-        nats.max_message_size = Some(i32::try_from(max_event_size).unwrap_or(i32::MAX));
-    }
-    Ok(ChannelPlan::Nats(nats))
+    let nats = cebus_api::parse_nats_config(&cm.object, cm_ns, config).map_err(located)?;
+    Ok(nats_plan(nats, max_event_size))
 }
 
 /// Builds the plan for a validated config; errors name file, object and field.
@@ -303,4 +318,67 @@ pub fn plan(config: &Config, opts: &PlanOptions) -> Result<Plan, Vec<ConfigError
         config: Arc::new(config.clone()),
         options: Some(opts.clone()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn plan_of(yaml: &str) -> Plan {
+        let objects = cebus_api::load_str(Path::new("cfg.yaml"), yaml).expect("loads");
+        let config = Config::from_objects(objects);
+        let opts = PlanOptions {
+            ingress_base: "http://127.0.0.1:8080".into(),
+            max_event_size: 4096,
+        };
+        plan(&config, &opts).expect("plans")
+    }
+
+    /// An `MTChannelBasedBroker` runs on the channel its template names.
+    #[test]
+    fn channel_templates_choose_the_channel() {
+        let broker = |template: &str| {
+            format!(
+                "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {{name: b, namespace: ns}}\n\
+                 spec: {{config: {{apiVersion: v1, kind: ConfigMap, name: t, namespace: knative-eventing}}}}\n\
+                 ---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: t, namespace: knative-eventing}}\n\
+                 data:\n  channel-template-spec: |\n    {template}\n---\napiVersion: v1\nkind: ConfigMap\n\
+                 metadata: {{name: kafka-channel-config, namespace: knative-eventing}}\n\
+                 data: {{bootstrap.servers: 'k:9092'}}\n---\napiVersion: v1\nkind: ConfigMap\n\
+                 metadata: {{name: config-nats, namespace: knative-eventing}}\n\
+                 data: {{eventing-nats: 'url: nats://n:4222'}}\n"
+            )
+        };
+        let channel = |template: &str| plan_of(&broker(template)).brokers["ns/b"].channel.clone();
+        assert_eq!(
+            channel("{apiVersion: messaging.knative.dev/v1, kind: InMemoryChannel}"),
+            ChannelPlan::Memory
+        );
+        let ChannelPlan::Kafka(k) = channel(
+            "{apiVersion: messaging.knative.dev/v1beta1, kind: KafkaChannel, spec: {numPartitions: 3}}",
+        ) else {
+            panic!("not Kafka")
+        };
+        assert_eq!(
+            (
+                k.bootstrap_servers.as_str(),
+                k.partitions,
+                k.topic.as_deref()
+            ),
+            (
+                "k:9092",
+                3,
+                Some("knative-messaging-kafka.ns.b-kne-trigger")
+            )
+        );
+        let ChannelPlan::Nats(n) =
+            channel("{apiVersion: messaging.knative.dev/v1alpha1, kind: NatsJetStreamChannel}")
+        else {
+            panic!("not NATS")
+        };
+        assert_eq!(n.servers, ["nats://n:4222"]);
+        assert_eq!(n.max_message_size, Some(4096), "the broker's size limit");
+    }
 }
