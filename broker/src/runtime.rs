@@ -489,7 +489,11 @@ async fn fan_out(broker: Arc<BrokerRuntime>) {
                 .shared_next
                 .lock()
                 .expect("shared position lock poisoned")
-                .insert(record.partition, record.offset + 1);
+                .entry(record.partition)
+                // Redeliveries (NATS after ack_wait, Kafka after a rebalance)
+                // come back lower: the reader has still been that far.
+                .and_modify(|n| *n = (*n).max(record.offset + 1))
+                .or_insert(record.offset + 1);
         }
         let snapshot = broker.snapshot.load_full();
         snapshot
@@ -710,15 +714,19 @@ async fn follow_cursor(broker: Arc<BrokerRuntime>, t: Arc<TriggerRuntime>, curso
                 }
                 continue;
             }
-            split = held.try_rejoin(
-                &next,
-                &broker.shared_next,
-                max_in_flight,
-                t.plan.load().ordered,
-            );
-            if split.is_some() {
-                tracing::info!(broker = %broker.key, trigger = %name, "trigger caught up; it rejoins the shared reader");
-                continue;
+            // Not settled: records given out before (a previous run's, on NATS)
+            // are still to come back; keep reading them.
+            if cursor.settled().await {
+                split = held.try_rejoin(
+                    &next,
+                    &broker.shared_next,
+                    max_in_flight,
+                    t.plan.load().ordered,
+                );
+                if split.is_some() {
+                    tracing::info!(broker = %broker.key, trigger = %name, "trigger caught up; it rejoins the shared reader");
+                    continue;
+                }
             }
         }
         let record = tokio::select! {
@@ -729,7 +737,9 @@ async fn follow_cursor(broker: Arc<BrokerRuntime>, t: Arc<TriggerRuntime>, curso
         let Some(record) = record else {
             break;
         };
-        next.insert(record.partition, record.offset + 1);
+        next.entry(record.partition)
+            .and_modify(|n| *n = (*n).max(record.offset + 1))
+            .or_insert(record.offset + 1);
         let shared_feeds_it = split
             .as_ref()
             .and_then(|s| s.get(&record.partition))

@@ -49,6 +49,7 @@ pub struct Cursor {
 #[derive(Debug)]
 pub(crate) enum Inner {
     Kafka(crate::kafka::KafkaCursor),
+    Nats(Box<crate::nats::NatsCursor>),
 }
 
 impl Cursor {
@@ -69,6 +70,7 @@ impl Cursor {
     pub async fn recv(&self) -> Option<Record> {
         match &self.inner {
             Inner::Kafka(c) => c.recv().await,
+            Inner::Nats(c) => c.recv().await,
         }
     }
 
@@ -77,6 +79,19 @@ impl Cursor {
     pub fn ack(&self, position: u64) {
         match &self.inner {
             Inner::Kafka(c) => c.ack(position),
+            Inner::Nats(c) => c.ack(position),
+        }
+    }
+
+    /// Whether every record the cursor's backend has given out was
+    /// acknowledged, so none can come back below the positions read (NATS
+    /// redelivers a previous run's unacknowledged messages after `ack_wait`;
+    /// Kafka rereads in order, so it is always settled). A trigger rejoins the
+    /// shared reader only from a settled cursor.
+    pub async fn settled(&self) -> bool {
+        match &self.inner {
+            Inner::Kafka(_) => true,
+            Inner::Nats(c) => c.settled().await,
         }
     }
 
@@ -86,6 +101,7 @@ impl Cursor {
     pub async fn close(self, delete: bool) -> Result<(), ChannelError> {
         match self.inner {
             Inner::Kafka(c) => c.close(delete).await,
+            Inner::Nats(c) => c.close(delete).await,
         }
     }
 }

@@ -171,7 +171,7 @@ impl AnyChannel {
     /// read again from a position). Without them a trigger is always fed by the
     /// broker's shared reader.
     pub fn has_cursors(&self) -> bool {
-        matches!(self, AnyChannel::Kafka(_))
+        matches!(self, AnyChannel::Kafka(_) | AnyChannel::Nats(_))
     }
 
     /// Names of the cursors an earlier run stored and did not delete: triggers
@@ -179,7 +179,8 @@ impl AnyChannel {
     pub async fn stored_cursors(&self) -> Result<Vec<String>, ChannelError> {
         match self {
             AnyChannel::Kafka(c) => c.stored_cursors().await,
-            AnyChannel::Memory(_) | AnyChannel::Nats(_) => Ok(Vec::new()),
+            AnyChannel::Nats(c) => c.stored_cursors().await,
+            AnyChannel::Memory(_) => Ok(Vec::new()),
         }
     }
 
@@ -194,7 +195,8 @@ impl AnyChannel {
     ) -> Result<Cursor, ChannelError> {
         match self {
             AnyChannel::Kafka(c) => c.open_cursor(name, start, window).await,
-            AnyChannel::Memory(_) | AnyChannel::Nats(_) => Err(ChannelError::Unavailable {
+            AnyChannel::Nats(c) => c.open_cursor(name, start, window).await,
+            AnyChannel::Memory(_) => Err(ChannelError::Unavailable {
                 reason: "this channel keeps no per-trigger cursors".to_owned(),
             }),
         }
@@ -204,7 +206,8 @@ impl AnyChannel {
     pub async fn delete_cursor(&self, name: &str) -> Result<(), ChannelError> {
         match self {
             AnyChannel::Kafka(c) => c.delete_cursor(name).await,
-            AnyChannel::Memory(_) | AnyChannel::Nats(_) => Ok(()),
+            AnyChannel::Nats(c) => c.delete_cursor(name).await,
+            AnyChannel::Memory(_) => Ok(()),
         }
     }
 }

@@ -31,6 +31,7 @@ use futures_util::StreamExt;
 use tokio::sync::{Mutex, mpsc, watch};
 
 use crate::binding::nats::{self as binding, NatsMessage};
+use crate::cursor::{self, Cursor, CursorStart};
 use crate::{Channel, ChannelError, DEFAULT_TTL, Envelope, Record};
 
 /// Header carrying the remaining hop budget (`knativebrokerttl`) of a stored event.
@@ -41,6 +42,9 @@ pub const TTL_HEADER: &str = "cebus-ttl";
 pub const TYPED_HEADER: &str = "cebus-typed";
 /// The durable consumer of a broker's stream.
 pub const CONSUMER_NAME: &str = "cebus";
+/// Prefix of the durable consumers of per-trigger cursors; the trigger's name
+/// follows ([`cursor_consumer`]).
+pub const CURSOR_PREFIX: &str = "trigger_";
 /// Default time JetStream waits for an ack before it redelivers (after a crash).
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(10);
 /// Default duplicate window (`duplicateWindow`).
@@ -57,6 +61,8 @@ const SETUP_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// After `close`, the fetch loop ends once no message came for this long and the
 /// consumer has nothing pending.
 const DRAIN_IDLE: Duration = Duration::from_millis(200);
+/// How long closing a cursor waits for each of its steps.
+const CURSOR_CLOSE_MAX: Duration = Duration::from_secs(10);
 
 /// Where the stream keeps its messages (`storage`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,6 +203,13 @@ pub fn stream_name(namespace: &str, broker: &str) -> String {
     format!("cebus_{namespace}_{}", broker.replace('.', "_"))
 }
 
+/// The durable consumer of trigger `name`'s cursor: `trigger_<name>` with `.`
+/// written `_` (consumer names may not contain dots); injective, because
+/// Kubernetes names never contain `_`.
+pub fn cursor_consumer(trigger: &str) -> String {
+    format!("{CURSOR_PREFIX}{}", trigger.replace('.', "_"))
+}
+
 /// The subject of broker `namespace/name`: `cebus.<namespace>.<name>`.
 pub fn subject_name(namespace: &str, broker: &str) -> String {
     format!("cebus.{namespace}.{broker}")
@@ -315,8 +328,22 @@ struct Ready {
 /// A record handed out and not yet acknowledged.
 #[derive(Debug)]
 struct Held {
-    reply: Subject,
+    /// Where its ack goes; `None` for a record a cursor took over (still being
+    /// delivered) that the cursor's consumer has not delivered to it yet.
+    reply: Option<Subject>,
     since: Instant,
+    /// Acknowledged by the broker before the cursor's consumer delivered it.
+    acked: bool,
+}
+
+impl Held {
+    fn new(reply: Subject) -> Held {
+        Held {
+            reply: Some(reply),
+            since: Instant::now(),
+            acked: false,
+        }
+    }
 }
 
 /// The outstanding records by stream sequence.
@@ -482,6 +509,220 @@ impl NatsChannel {
     }
 }
 
+impl NatsChannel {
+    /// The broker's stream, once connected.
+    async fn stream(&self) -> Result<(Arc<Ready>, stream::Stream), ChannelError> {
+        let ready = self.ready().await?;
+        let stream = ready
+            .js
+            .get_stream(&self.settings.stream)
+            .await
+            .map_err(|e| unavailable(&format!("NATS stream {}: {e}", self.settings.stream)))?;
+        Ok((ready, stream))
+    }
+
+    /// Trigger names of the cursor consumers on this broker's stream.
+    pub async fn stored_cursors(&self) -> Result<Vec<String>, ChannelError> {
+        let (_, stream) = self.stream().await?;
+        let mut names = stream.consumer_names();
+        let mut out = Vec::new();
+        while let Some(name) = names.next().await {
+            let name = name.map_err(|e| unavailable(&format!("listing NATS consumers: {e}")))?;
+            if let Some(trigger) = name.strip_prefix(CURSOR_PREFIX) {
+                out.push(trigger.replace('_', "."));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes the consumer of trigger `name`'s cursor, if there is one.
+    pub async fn delete_cursor(&self, name: &str) -> Result<(), ChannelError> {
+        let (_, stream) = self.stream().await?;
+        delete_consumer(&stream, &cursor_consumer(name)).await
+    }
+
+    /// Opens the cursor of trigger `name` (see [`crate::cursor`]): a durable
+    /// pull consumer on the stream, `max_ack_pending` = `window`.
+    pub async fn open_cursor(
+        &self,
+        name: &str,
+        start: Option<CursorStart>,
+        window: usize,
+    ) -> Result<Cursor, ChannelError> {
+        let (ready, stream) = self.stream().await?;
+        let consumer_name = cursor_consumer(name);
+        let failed = |what: &str, e: &dyn std::fmt::Display| {
+            unavailable(&format!(
+                "cursor {consumer_name} on stream {}: cannot {what}: {e}",
+                self.settings.stream
+            ))
+        };
+        // Where the shared consumer stands: the stream sequence after the last
+        // message it was given (lower ones it has, or will get again).
+        let shared_next = stream
+            .consumer_info(CONSUMER_NAME)
+            .await
+            .map_err(|e| failed("read the broker consumer", &e))?
+            .delivered
+            .stream_sequence
+            + 1;
+        let mut held = Vec::new();
+        let (consumer, read_from, first): (jetstream::consumer::PullConsumer, _, _) = match start {
+            Some(s) => {
+                let read = s.read.get(&0).copied().unwrap_or(shared_next);
+                let mut points = s.clone();
+                points.read.insert(0, read);
+                let resume = points.resume_points().get(&0).copied().unwrap_or(read);
+                held = s.held;
+                // A leftover consumer of that name would keep its old position.
+                delete_consumer(&stream, &consumer_name).await?;
+                let mut config = self.settings.consumer_config();
+                config.durable_name = Some(consumer_name.clone());
+                config.max_ack_pending = i64::try_from(window.max(1)).unwrap_or(i64::MAX);
+                config.deliver_policy = jetstream::consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: resume.max(1),
+                };
+                let consumer = stream
+                    .create_consumer(config)
+                    .await
+                    .map_err(|e| failed("create it", &e))?;
+                (consumer, Some(read), read)
+            }
+            None => {
+                let mut consumer: jetstream::consumer::PullConsumer = stream
+                    .get_consumer(&consumer_name)
+                    .await
+                    .map_err(|e| failed("find it", &e))?;
+                let floor = consumer
+                    .info()
+                    .await
+                    .map_err(|e| failed("read it", &e))?
+                    .ack_floor
+                    .stream_sequence;
+                (consumer, None, floor + 1)
+            }
+        };
+        let outstanding = Outstanding::default();
+        {
+            let mut map = outstanding.lock().expect("outstanding lock poisoned");
+            for &(_, pos) in &held {
+                map.insert(
+                    pos,
+                    Held {
+                        reply: None,
+                        since: Instant::now(),
+                        acked: false,
+                    },
+                );
+            }
+        }
+        let (acks, acks_rx) = mpsc::unbounded_channel();
+        let acker = tokio::spawn(acker(
+            ready.client.clone(),
+            outstanding.clone(),
+            acks_rx,
+            self.settings.ack_wait,
+        ));
+        let mut settings = (*self.settings).clone();
+        settings.window = window.max(1);
+        let (records_tx, rx) = mpsc::channel(settings.window.clamp(1, 1024));
+        let (close_tx, close_rx) = watch::channel(false);
+        let watched = consumer.clone();
+        let task = tokio::spawn(async move {
+            fetch(
+                &settings,
+                consumer,
+                close_rx,
+                records_tx,
+                outstanding,
+                false,
+                read_from,
+            )
+            .await;
+        });
+        Ok(Cursor {
+            start: [(0, first)].into(),
+            shared_start: [(0, shared_next)].into(),
+            inner: cursor::Inner::Nats(Box::new(NatsCursor {
+                name: consumer_name,
+                rx: Mutex::new(rx),
+                acks,
+                close_tx,
+                task,
+                acker,
+                client: ready.client.clone(),
+                stream,
+                consumer: Mutex::new(watched),
+            })),
+        })
+    }
+}
+
+/// Deletes consumer `name` of `stream`; one that does not exist is fine.
+async fn delete_consumer(stream: &stream::Stream, name: &str) -> Result<(), ChannelError> {
+    match stream.delete_consumer(name).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.to_string().to_ascii_lowercase().contains("not found") => Ok(()),
+        Err(e) => Err(unavailable(&format!(
+            "cannot delete NATS consumer {name}: {e}"
+        ))),
+    }
+}
+
+/// A trigger's own reader on NATS (see [`crate::cursor`]).
+pub(crate) struct NatsCursor {
+    name: String,
+    rx: Mutex<mpsc::Receiver<Record>>,
+    acks: mpsc::UnboundedSender<u64>,
+    close_tx: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    acker: tokio::task::JoinHandle<()>,
+    client: async_nats::Client,
+    stream: stream::Stream,
+    consumer: Mutex<jetstream::consumer::PullConsumer>,
+}
+
+impl std::fmt::Debug for NatsCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsCursor")
+            .field("consumer", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NatsCursor {
+    pub(crate) async fn recv(&self) -> Option<Record> {
+        self.rx.lock().await.recv().await
+    }
+
+    pub(crate) fn ack(&self, position: u64) {
+        let _ = self.acks.send(position);
+    }
+
+    /// Whether JetStream holds no message delivered to this consumer and not
+    /// acknowledged: after a restart, what the previous run had out comes back
+    /// only after `ack_wait`, below positions already read.
+    pub(crate) async fn settled(&self) -> bool {
+        match self.consumer.lock().await.info().await {
+            Ok(info) => info.num_ack_pending == 0,
+            Err(_) => false,
+        }
+    }
+
+    pub(crate) async fn close(self, delete: bool) -> Result<(), ChannelError> {
+        let _ = self.close_tx.send(true);
+        let _ = tokio::time::timeout(CURSOR_CLOSE_MAX, self.task).await;
+        // The acker sends what was acknowledged, then ends with its channel.
+        drop(self.acks);
+        let _ = tokio::time::timeout(CURSOR_CLOSE_MAX, self.acker).await;
+        let _ = tokio::time::timeout(CURSOR_CLOSE_MAX, self.client.flush()).await;
+        if delete {
+            delete_consumer(&self.stream, &self.name).await?;
+        }
+        Ok(())
+    }
+}
+
 /// The background task: connect, set up, fetch; ack and keep records alive.
 async fn run(
     settings: Arc<NatsSettings>,
@@ -502,7 +743,7 @@ async fn run(
     ));
     let _ = link.send(Link::Ready(Arc::new(ready.clone())));
     // Keep the link state in step with the connection for error messages.
-    fetch(&settings, consumer, close, records, outstanding).await;
+    fetch(&settings, consumer, close, records, outstanding, true, None).await;
 }
 
 /// Connects and creates or updates the stream and the consumer, retrying with
@@ -606,9 +847,20 @@ async fn acker(
         tokio::select! {
             offset = acks.recv() => {
                 let Some(offset) = offset else { return };
-                let held = outstanding.lock().expect("outstanding lock poisoned").remove(&offset);
-                if let Some(held) = held
-                    && let Err(e) = client.publish(held.reply, "+ACK".into()).await
+                let reply = {
+                    let mut map = outstanding.lock().expect("outstanding lock poisoned");
+                    match map.get_mut(&offset) {
+                        Some(held) if held.reply.is_none() => {
+                            // Not delivered by the consumer yet: acked when it is.
+                            held.acked = true;
+                            None
+                        }
+                        Some(_) => map.remove(&offset).and_then(|h| h.reply),
+                        None => None,
+                    }
+                };
+                if let Some(reply) = reply
+                    && let Err(e) = client.publish(reply, "+ACK".into()).await
                 {
                     tracing::warn!(offset, error = %e, "NATS ack not sent; JetStream will redeliver");
                 }
@@ -622,7 +874,7 @@ async fn acker(
                     .expect("outstanding lock poisoned")
                     .values()
                     .filter(|h| now.duration_since(h.since) >= every)
-                    .map(|h| h.reply.clone())
+                    .filter_map(|h| h.reply.clone())
                     .collect();
                 for reply in due {
                     let _ = client.publish(reply, "+WPI".into()).await;
@@ -640,6 +892,8 @@ async fn fetch(
     mut close: watch::Receiver<bool>,
     records: mpsc::Sender<Record>,
     outstanding: Outstanding,
+    drain: bool,
+    read_from: Option<u64>,
 ) {
     let batch = settings.window.clamp(1, 1000);
     'outer: loop {
@@ -663,6 +917,11 @@ async fn fetch(
         };
         loop {
             let closing = *close.borrow();
+            // A cursor stops at once: what it did not hand out stays in the
+            // stream for its next run.
+            if closing && !drain {
+                break 'outer;
+            }
             let next = if closing {
                 match tokio::time::timeout(DRAIN_IDLE, messages.next()).await {
                     Ok(n) => n,
@@ -685,7 +944,7 @@ async fn fetch(
                     tracing::debug!(stream = %settings.stream, error = %e, "NATS pull");
                 }
                 Some(Ok(m)) => {
-                    if let Some(record) = take(settings, m, &outstanding).await
+                    if let Some(record) = take(settings, m, &outstanding, read_from).await
                         && records.send(record).await.is_err()
                     {
                         break 'outer;
@@ -706,10 +965,16 @@ async fn has_pending(consumer: &mut jetstream::consumer::PullConsumer) -> bool {
 
 /// One message into a record, remembered for its ack. A message that is not a
 /// valid CloudEvent is logged and terminated (never redelivered).
+///
+/// A cursor reading from `cursor` (its read position) starts lower, at its
+/// resume point: a message below the read position is not handed out — one the
+/// cursor took over waits for the broker's ack (or is acked now if that came
+/// first), any other was done before the cursor existed and is acked now.
 async fn take(
     settings: &NatsSettings,
     m: jetstream::Message,
     outstanding: &Outstanding,
+    read_from: Option<u64>,
 ) -> Option<Record> {
     let (seq, arrival) = match m.info() {
         Ok(info) => (info.stream_sequence, rfc3339_micros(info.published)),
@@ -718,6 +983,30 @@ async fn take(
             return None;
         }
     };
+    if let Some(read_from) = read_from
+        && seq < read_from
+    {
+        let reply = m.reply.clone()?;
+        let ack_now = {
+            let mut map = outstanding.lock().expect("outstanding lock poisoned");
+            match map.get_mut(&seq) {
+                Some(held) if held.acked => {
+                    map.remove(&seq);
+                    true
+                }
+                Some(held) => {
+                    held.reply = Some(reply);
+                    held.since = Instant::now();
+                    false
+                }
+                None => true,
+            }
+        };
+        if ack_now {
+            let _ = m.ack().await;
+        }
+        return None;
+    }
     let message = NatsMessage {
         headers: m
             .headers
@@ -736,13 +1025,7 @@ async fn take(
             outstanding
                 .lock()
                 .expect("outstanding lock poisoned")
-                .insert(
-                    seq,
-                    Held {
-                        reply,
-                        since: Instant::now(),
-                    },
-                );
+                .insert(seq, Held::new(reply));
             Some(Record {
                 offset: seq,
                 partition: 0,

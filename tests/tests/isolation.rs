@@ -1,12 +1,13 @@
 //! A trigger that keeps failing never holds back the other triggers of its
-//! Kafka broker: it leaves the shared reader for a cursor of its own (consumer
-//! group `cebus/<ns>/<broker>/<trigger>`), catches up when its subscriber
-//! recovers, and resumes from that cursor after a restart. Real Kafka
-//! (`KAFKA_BOOTSTRAP`, started by `scripts/test`); never skips.
+//! durable broker: it leaves the shared reader for a cursor of its own (Kafka:
+//! consumer group `cebus/<ns>/<broker>/<trigger>`; NATS: durable consumer
+//! `trigger_<trigger>`), catches up when its subscriber recovers, and resumes
+//! from that cursor after a restart. Real Kafka and nats-server
+//! (`KAFKA_BOOTSTRAP`, `NATS_URL`, started by `scripts/test`); never skip.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cebus_e2e::{Cebus, Proc, Reply, Sink, kafka_bootstrap, post_many, tally, wait_all};
+use cebus_e2e::{Cebus, Proc, Reply, Sink, kafka_bootstrap, nats_url, post_many, tally, wait_all};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -23,21 +24,34 @@ fn unique(prefix: &str) -> String {
     )
 }
 
-/// A `Kafka` broker with a trigger `good` and a trigger `bad` (which retries
-/// for a long time before giving up).
-fn yaml(broker: &str, good: &str, bad: &str) -> String {
+/// The durable backends.
+#[derive(Clone, Copy)]
+enum Backend {
+    Kafka,
+    Nats,
+}
+
+/// A broker on `backend` with a trigger `good` and a trigger `bad` (which
+/// retries for a long time before giving up).
+fn yaml(backend: Backend, broker: &str, good: &str, bad: &str) -> String {
+    let (class, data) = match backend {
+        Backend::Kafka => (
+            "Kafka",
+            format!("bootstrap.servers: \"{}\"", kafka_bootstrap()),
+        ),
+        Backend::Nats => ("NatsJetStreamBroker", format!("url: {}", nats_url())),
+    };
     format!(
         "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: {broker}\n  \
-         annotations:\n    eventing.knative.dev/broker.class: Kafka\nspec:\n  config:\n    \
-         apiVersion: v1\n    kind: ConfigMap\n    name: {broker}-kafka\n---\n\
-         apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {broker}-kafka\ndata:\n  \
-         bootstrap.servers: \"{bs}\"\n---\n\
+         annotations:\n    eventing.knative.dev/broker.class: {class}\nspec:\n  config:\n    \
+         apiVersion: v1\n    kind: ConfigMap\n    name: {broker}-cm\n---\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {broker}-cm\ndata:\n  \
+         {data}\n---\n\
          apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: good\nspec:\n  \
          broker: {broker}\n  subscriber:\n    uri: {good}\n---\n\
          apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: bad\nspec:\n  \
          broker: {broker}\n  subscriber:\n    uri: {bad}\n  delivery:\n    retry: 10000\n    \
-         backoffPolicy: linear\n    backoffDelay: PT0.05S\n",
-        bs = kafka_bootstrap()
+         backoffPolicy: linear\n    backoffDelay: PT0.05S\n"
     )
 }
 
@@ -69,7 +83,26 @@ async fn wait_ready(url: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_trigger_does_not_hold_back_the_others() {
+async fn kafka_a_failing_trigger_does_not_hold_back_the_others() {
+    a_failing_trigger_does_not_hold_back_the_others(Backend::Kafka).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_a_failing_trigger_does_not_hold_back_the_others() {
+    a_failing_trigger_does_not_hold_back_the_others(Backend::Nats).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_a_trigger_behind_resumes_from_its_cursor_after_a_restart() {
+    a_trigger_behind_resumes_from_its_cursor_after_a_restart(Backend::Kafka).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_a_trigger_behind_resumes_from_its_cursor_after_a_restart() {
+    a_trigger_behind_resumes_from_its_cursor_after_a_restart(Backend::Nats).await;
+}
+
+async fn a_failing_trigger_does_not_hold_back_the_others(backend: Backend) {
     const N: usize = 3_000;
     // A window far smaller than N: without cursors the failing trigger's
     // records fill it and the good trigger stops after about this many.
@@ -77,7 +110,7 @@ async fn a_failing_trigger_does_not_hold_back_the_others() {
     let good = Sink::start().await;
     let bad = Sink::start_with(Reply::status(500)).await;
     let broker = unique("iso");
-    let cebus = Cebus::start_with(&yaml(&broker, &good.url(), &bad.url()), |o| {
+    let cebus = Cebus::start_with(&yaml(backend, &broker, &good.url(), &bad.url()), |o| {
         o.limits.channel_capacity = WINDOW;
         o.limits.max_in_flight_per_trigger = 10;
     })
@@ -103,8 +136,7 @@ async fn a_failing_trigger_does_not_hold_back_the_others() {
     wait_all(&bad, "j-", 100, WAIT).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_trigger_behind_resumes_from_its_cursor_after_a_restart() {
+async fn a_trigger_behind_resumes_from_its_cursor_after_a_restart(backend: Backend) {
     const N: usize = 3_000;
     const WINDOW: usize = 200;
     cebus_e2e::init();
@@ -114,7 +146,7 @@ async fn a_trigger_behind_resumes_from_its_cursor_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("config.yaml"),
-        yaml(&broker, &good.url(), &bad.url()),
+        yaml(backend, &broker, &good.url(), &bad.url()),
     )
     .unwrap();
     let flags = [
