@@ -1339,81 +1339,12 @@ mod tests {
         c.close();
     }
 
-    /// Receives `n` records from `cursor`, acks them, returns their ids.
-    async fn drain_cursor(cursor: &Cursor, n: usize) -> Vec<String> {
-        let mut ids = Vec::new();
-        for _ in 0..n {
-            let r = tokio::time::timeout(Duration::from_secs(60), cursor.recv())
-                .await
-                .expect("a record from the cursor")
-                .expect("cursor open");
-            ids.push(r.envelope.event.id().into_owned());
-            cursor.ack(r.offset);
-        }
-        ids
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_cursor_reads_from_its_start_and_resumes_where_it_was_stored() {
-        let c = KafkaChannel::connect(fresh(100));
-        c.append(
-            (0..10)
-                .map(|i| Envelope::new(Event::with_required(&format!("e{i}"), "/s", "t")))
-                .collect(),
-        )
-        .await
-        .unwrap();
-        let ids = |r: std::ops::Range<usize>| r.map(|i| format!("e{i}")).collect::<Vec<_>>();
-        // Read from e5 on, with e2 still being delivered elsewhere.
-        let start = CursorStart {
-            read: BTreeMap::from([(0, position(0, 5))]),
-            held: vec![(0, position(0, 2))],
-        };
-        let cur = c.open_cursor("trig.a", Some(start), 50).await.unwrap();
-        assert_eq!(cur.start(), &BTreeMap::from([(0, position(0, 5))]));
-        assert_eq!(drain_cursor(&cur, 5).await, ids(5..10));
-        assert!(
-            c.stored_cursors()
-                .await
-                .unwrap()
-                .contains(&"trig.a".to_owned())
-        );
-        // e2 never acknowledged: the stored position stays at it.
-        cur.close(false).await.unwrap();
-        let again = c.open_cursor("trig.a", None, 50).await.unwrap();
-        assert_eq!(again.start(), &BTreeMap::from([(0, position(0, 2))]));
-        assert_eq!(drain_cursor(&again, 8).await, ids(2..10));
-        again.close(true).await.unwrap();
-        assert!(
-            !c.stored_cursors()
-                .await
-                .unwrap()
-                .contains(&"trig.a".to_owned())
-        );
-
-        // Once its held record is done, the position moves to the read one.
-        let start = CursorStart {
-            read: BTreeMap::from([(0, position(0, 8))]),
-            held: vec![(0, position(0, 3))],
-        };
-        let cur = c.open_cursor("trig.b", Some(start), 50).await.unwrap();
-        cur.ack(position(0, 3));
-        assert_eq!(drain_cursor(&cur, 1).await, ids(8..9));
-        cur.close(false).await.unwrap();
-        let again = c.open_cursor("trig.b", None, 50).await.unwrap();
-        assert_eq!(again.start(), &BTreeMap::from([(0, position(0, 9))]));
-        again.close(true).await.unwrap();
-
-        // Lanes a new cursor is not told about start where the broker's group
-        // stands: nothing committed yet, so at the beginning.
-        let cur = c
-            .open_cursor("trig.c", Some(CursorStart::default()), 50)
-            .await
-            .unwrap();
-        assert_eq!(cur.start(), &BTreeMap::from([(0, position(0, 0))]));
-        assert_eq!(drain_cursor(&cur, 10).await, ids(0..10));
-        cur.close(true).await.unwrap();
-        c.close();
+    async fn kafka_cursors_pass_the_contract() {
+        crate::contract::cursors(crate::AnyChannel::Kafka(Arc::new(KafkaChannel::connect(
+            fresh(100),
+        ))))
+        .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1088,6 +1088,14 @@ mod tests {
         .await;
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nats_cursors_pass_the_contract() {
+        let mut s = fresh(100);
+        // A held record comes back after ack_wait: keep the test short.
+        s.ack_wait = Duration::from_secs(1);
+        crate::contract::cursors(crate::AnyChannel::Nats(Arc::new(NatsChannel::connect(s)))).await;
+    }
+
     #[tokio::test]
     async fn a_stream_at_its_message_limit_refuses_appends_as_full() {
         let mut s = fresh(10);
