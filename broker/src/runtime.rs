@@ -509,6 +509,10 @@ async fn fan_out(broker: Arc<BrokerRuntime>) {
             offset: record.offset,
             channel: broker.channel.clone(),
         });
+        // Looked at once per record: below this pressure nobody detaches.
+        let mut pending = if cursors { broker.channel.pending() } else { 0 };
+        let mut pressure =
+            cursors && follow::should_detach(usize::MAX, pending, window, max_in_flight);
         for &i in &matched {
             let t = &snapshot.triggers[i as usize];
             let share = match &t.held {
@@ -528,18 +532,19 @@ async fn fan_out(broker: Arc<BrokerRuntime>) {
                 encoded: encoded.clone(),
                 _ack: share,
             });
-            if let Some(held) = &t.held
-                && follow::should_detach(
-                    held.outstanding(),
-                    broker.channel.pending(),
-                    window,
-                    max_in_flight,
-                )
+            if pressure
+                && let Some(held) = &t.held
+                && follow::should_detach(held.outstanding(), pending, window, max_in_flight)
                 && held.can_detach()
                 && tokio::time::Instant::now() >= detach_again
-                && !detach(&broker, t).await
             {
-                detach_again = tokio::time::Instant::now() + follow::DETACH_RETRY;
+                if detach(&broker, t).await {
+                    // Its records were released: maybe no pressure is left.
+                    pending = broker.channel.pending();
+                    pressure = follow::should_detach(usize::MAX, pending, window, max_in_flight);
+                } else {
+                    detach_again = tokio::time::Instant::now() + follow::DETACH_RETRY;
+                }
             }
         }
     }
