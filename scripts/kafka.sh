@@ -273,9 +273,19 @@ cmd_start() {
     KAFKA_BOOTSTRAP="127.0.0.1:$port"
     KAFKA_CONTROLLER_PORT="$cport"
     write_config "$port" "$cport"
-    # A cluster id is 16 random bytes, base64url without padding.
+    # A cluster id is 16 random bytes, base64url without padding; never starting
+    # with "-" (1 in 64), which the storage tool would take for an option
+    # ("--cluster-id: expected one argument"). Kafka's own Uuid.randomUuid skips
+    # those too.
     local cluster_id
-    cluster_id="$(python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="))')"
+    cluster_id="$(python3 -c '
+import base64, os
+while True:
+    cid = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+    if not cid.startswith("-"):
+        print(cid)
+        break
+')"
     set_java_args
     "${java_args[@]}" kafka.tools.StorageTool format --ignore-formatted \
         -t "$cluster_id" -c "$state/server.properties" >"$state/logs/format.log" 2>&1 ||

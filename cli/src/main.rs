@@ -70,7 +70,8 @@ struct RunArgs {
     /// Time limit of a delivery attempt when the trigger sets no `delivery.timeout`, in seconds.
     #[arg(long, default_value_t = 60)]
     default_timeout_secs: u64,
-    /// On SIGTERM or ctrl-c, how long to wait for in-flight deliveries, in seconds.
+    /// On SIGTERM or ctrl-c, how long to wait for in-flight deliveries, in seconds
+    /// (then at most 5 s more for channels and sources to close).
     #[arg(long, default_value_t = 30)]
     drain_secs: u64,
     /// Where sources keep state across restarts (the last tick of a PingSource
@@ -78,6 +79,12 @@ struct RunArgs {
     #[arg(long)]
     state_dir: Option<PathBuf>,
 }
+
+/// How long the process waits, once the command returned (for `run`: after its
+/// `--drain-secs` drain), for blocking work still running before it exits anyway.
+/// A healthy close of a Kafka consumer (the final commit, leaving the group)
+/// takes well under a second.
+const EXIT_GRACE: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -95,6 +102,14 @@ fn main() -> ExitCode {
             Command::Route(args) => route::route(args),
         }
     });
+    // Bounded exit. Dropping a runtime waits for its blocking tasks without a
+    // limit, and librdkafka's close of a consumer (the Kafka channel and the
+    // KafkaSource run it in `spawn_blocking`) can block forever when Kafka is
+    // already gone. So once the drain (`--drain-secs`) is over, the process exits
+    // within EXIT_GRACE. A close cut short costs what a crash costs: the group
+    // learns of the member's departure only after its session timeout (10 s), and
+    // records acknowledged after the last commit are delivered again.
+    runtime.shutdown_timeout(EXIT_GRACE);
     match result {
         Ok(code) => code,
         Err(e) => {

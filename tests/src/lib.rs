@@ -191,6 +191,14 @@ impl Sink {
 
     /// A sink answering `default` unless scripted otherwise.
     pub async fn start_with(default: Reply) -> Sink {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind sink");
+        Sink::serve(listener, default)
+    }
+
+    /// A sink on `listener`, answering `default` unless scripted otherwise.
+    pub fn serve(listener: tokio::net::TcpListener, default: Reply) -> Sink {
         let state = Arc::new(SinkState {
             received: Mutex::new(Vec::new()),
             script: Mutex::new(VecDeque::new()),
@@ -200,9 +208,6 @@ impl Sink {
         let app = axum::Router::new()
             .fallback(handle)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind sink");
         let addr = listener.local_addr().expect("sink addr");
         tokio::spawn(async move {
             let app = app.into_make_service_with_connect_info::<SocketAddr>();
@@ -290,6 +295,38 @@ async fn handle(
         );
     }
     resp
+}
+
+/// A subscriber that is down: its address is bound but not listening, so every
+/// connection is refused, until [`DownSink::up`] starts a [`Sink`] on the same
+/// address (no other process can take the port meanwhile).
+#[derive(Debug)]
+pub struct DownSink {
+    socket: tokio::net::TcpSocket,
+    addr: SocketAddr,
+}
+
+impl DownSink {
+    /// Reserves a free loopback port.
+    pub fn reserve() -> DownSink {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.1:0".parse().unwrap())
+            .expect("bind subscriber port");
+        let addr = socket.local_addr().expect("subscriber addr");
+        DownSink { socket, addr }
+    }
+
+    /// The subscriber's URL (the URL of the [`Sink`] that `up` starts).
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// Brings the subscriber up: a [`Sink`] answering `default` on this address.
+    pub fn up(self, default: Reply) -> Sink {
+        let listener = self.socket.listen(1024).expect("listen on subscriber port");
+        Sink::serve(listener, default)
+    }
 }
 
 /// Posts a binary-mode 1.0 event; returns (status, body).
@@ -672,7 +709,11 @@ impl Proc {
             .arg(dir)
             .args(["--addr", &addr])
             .args(extra)
-            .env("RUST_LOG", "warn")
+            // CEBUS_TEST_LOG=info shows what the process did, when a test needs it.
+            .env(
+                "RUST_LOG",
+                std::env::var("CEBUS_TEST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -698,6 +739,22 @@ impl Proc {
         let deadline = Instant::now() + within;
         while self.child.try_wait().expect("try_wait").is_none() {
             assert!(Instant::now() < deadline, "cebus did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until the process exits and returns how it exited (panics after
+    /// `within`, killing it).
+    pub fn wait_status(mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cebus did not exit within {within:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -1,18 +1,19 @@
 //! End-to-end tests of the `NatsJetStreamBroker` against a real nats-server: the
 //! core delivery scenarios (retries, dead letters, replies, filters), restarts of
 //! cebus (SIGTERM and `kill -9` of the real binary), a nats-server outage (503,
-//! then recovery), and a message published by another client (Python `nats-py`).
+//! then recovery), a nats-server restart with a backlog in its file store, and a
+//! message published by another client (Python `nats-py`).
 //!
 //! `scripts/test` starts the shared nats-server (`scripts/nats.sh`) and sets
-//! `NATS_URL`; the outage test runs its own nats-server so it never disturbs the
-//! others. Without them these tests fail; they never skip.
+//! `NATS_URL`; the outage and restart tests run their own nats-server so they
+//! never disturb the others. Without them these tests fail; they never skip.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cebus_e2e::{
-    Cebus, Proc, Reply, Sink, cloudevents_python, nats_url, post_binary, post_many, received_ids,
-    run_tool, tally, wait_all, wait_for_id,
+    Cebus, DownSink, Proc, Reply, Sink, cloudevents_python, nats_url, post_binary, post_many,
+    received_ids, run_tool, tally, wait_all, wait_for_id,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -303,6 +304,26 @@ impl PrivateNats {
         }
     }
 
+    /// Stops the server with SIGTERM (a clean shutdown: the file store is synced)
+    /// and waits until it exited.
+    fn terminate(&mut self) {
+        let mut c = self.child.take().expect("nats-server is running");
+        let ok = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+        let deadline = Instant::now() + WAIT;
+        while c.try_wait().expect("try_wait").is_none() {
+            if Instant::now() >= deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!("nats-server did not exit within {WAIT:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -354,6 +375,45 @@ async fn nats_server_down_means_503_and_recovery_after_restart() {
     nats.launch();
     post_until_accepted(&url, "after", "t").await;
     wait_for_id(&sink, "after", WAIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_server_restart_keeps_the_backlog_in_file_storage() {
+    const N: usize = 500;
+    let mut nats = PrivateNats::start();
+    // The subscriber is down (connections refused) until after the restart.
+    let down = DownSink::reserve();
+    let broker = unique("backlog");
+    let trigger =
+        "  delivery:\n    retry: 1000\n    backoffPolicy: linear\n    backoffDelay: PT0.2S\n";
+    let cebus = Cebus::start_with(
+        &nats_yaml(
+            &broker,
+            &nats.url(),
+            "  storage: file\n",
+            "",
+            &[("t", trigger, &down.url())],
+        ),
+        // A window smaller than the backlog: most events wait in the stream,
+        // not in cebus.
+        |opts| opts.limits.channel_capacity = 100,
+    )
+    .await;
+    let url = cebus.broker_url("default", &broker);
+    post_until_accepted(&url, "probe", "probe").await;
+    post_many(&url, "b", N, 4).await;
+
+    // Every event was answered 202, so JetStream stored it; a clean stop and a
+    // start on the same port and store must keep them all.
+    nats.terminate();
+    nats.launch();
+    let sink = down.up(Reply::status(200));
+    let dups = wait_all(&sink, "b-", N, Duration::from_secs(180)).await;
+    println!("nats-server restart: {N} of {N} delivered, {dups} duplicates");
+    // Stop cebus while its nats-server is still up.
+    cebus.server.shutdown(Duration::from_secs(10)).await;
+    drop(cebus.dir);
+    drop(nats);
 }
 
 /// Publishes one binary-mode CloudEvent with nats-py through JetStream.
