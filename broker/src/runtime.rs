@@ -509,10 +509,16 @@ async fn fan_out(broker: Arc<BrokerRuntime>) {
             offset: record.offset,
             channel: broker.channel.clone(),
         });
-        // Looked at once per record: below this pressure nobody detaches.
-        let mut pending = if cursors { broker.channel.pending() } else { 0 };
+        // Looked at once per record: below this pressure nobody detaches, and
+        // a broker's only trigger holds back nobody else.
+        let cursors_help = cursors && snapshot.triggers.len() > 1;
+        let mut pending = if cursors_help {
+            broker.channel.pending()
+        } else {
+            0
+        };
         let mut pressure =
-            cursors && follow::should_detach(usize::MAX, pending, window, max_in_flight);
+            cursors_help && follow::should_detach(usize::MAX, pending, window, max_in_flight);
         for &i in &matched {
             let t = &snapshot.triggers[i as usize];
             let share = match &t.held {
