@@ -187,6 +187,10 @@ impl KafkaSettings {
                 self.window.clamp(1, 10_000).to_string(),
             ),
             ("queued.max.messages.kbytes", "16384".to_owned()),
+            // Once that prefetch is full librdkafka waits this long before it
+            // fetches again (default 1 s): a 1 s stall whenever cebus drained
+            // the queue faster than that, which is the normal case.
+            ("fetch.queue.backoff.ms", "10".to_owned()),
             ("reconnect.backoff.max.ms", "1000".to_owned()),
         ]
     }
