@@ -362,13 +362,39 @@ async fn broker_phase(
         case.triggers.len()
     ));
     let (cebus, ready) = Cebus::start(&opts.cebus, &yaml).await?;
-    let result = phase(opts, sink, Some(&cebus), case).await;
+    let result = match first_delivery(opts, sink, &cebus, case).await {
+        Ok(()) => phase(opts, sink, Some(&cebus), case).await,
+        Err(e) => Err(e),
+    };
     let rss = cebus.rss_kib().ok();
     cebus.stop().await;
     let mut row = result?;
     row.ready_ms = Some(ready.as_secs_f64() * 1e3);
     row.rss_kib = rss;
     Ok(row)
+}
+
+/// Waits until one event went all the way through before the load starts: a
+/// durable channel's consumer joins its group after `/readyz` already answers,
+/// and a backlog built meanwhile would be measured as latency of the window.
+/// Cases whose events match no trigger have nothing to wait for.
+async fn first_delivery(
+    opts: &Options,
+    sink: &Sink,
+    cebus: &Cebus,
+    case: &Case,
+) -> anyhow::Result<()> {
+    if case.matches == 0 {
+        return Ok(());
+    }
+    let before = sink.total();
+    let mut conn = Conn::connect(cebus.addr()).await?;
+    let host = host_header(cebus.addr());
+    let shape = EventShape::try_new(&case.types[..1], 0)?;
+    conn.send(shape.request(&host, INGRESS_PATH, 0, 0)).await?;
+    wait_for(|| sink.total() > before, opts.cebus.ready_timeout)
+        .await
+        .with_context(|| format!("no first delivery:\n{}", cebus.log_tail()))
 }
 
 /// Sends one case's load (to the sink, or through `cebus`) and measures it.
