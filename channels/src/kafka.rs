@@ -65,13 +65,19 @@ pub const DEFAULT_REPLICATION_FACTOR: i16 = 1;
 pub const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 /// How long Kafka may take to acknowledge a record before `append` fails (503).
 pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Producer linger. Every 202 waits for linger plus Kafka's `acks=all`
-/// round trip, so linger is paid on every request: 5 ms halved the closed-loop
-/// throughput of one connection pool (4,400 vs 9,800 events/s with 32
-/// connections, measured). 1 ms still gathers what arrives together, and under
-/// load librdkafka batches anyway behind the produce requests already in flight
-/// (up to 5 with idempotence).
-pub const LINGER_MS: u32 = 1;
+/// Producer linger. Every 202 waits for linger plus Kafka's `acks=all` round
+/// trip, so a long linger costs every request (5 ms halved the closed-loop rate
+/// of 32 connections); too short a one sends many tiny produce requests, which
+/// costs CPU and, at 5,000 events/s, gave a tail of 35 ms on the 202 alone
+/// (1 ms) against 7 ms (5 ms). 2 ms measured best on this machine, together
+/// with [`FETCH_WAIT_MAX_MS`]: 202 p50 2.5 ms, end-to-end p99 9.7 ms at 5,000
+/// events/s (docs/benchmarks.md).
+pub const LINGER_MS: u32 = 2;
+/// How long Kafka may hold a fetch of the broker's consumer when no record is
+/// there (librdkafka's default is 500 ms). With the long wait, the 202s of the
+/// same broker had a tail of 55–135 ms at 5,000 events/s; 100 ms cut it to
+/// 9–10 ms (measured, docs/benchmarks.md).
+pub const FETCH_WAIT_MAX_MS: u32 = 100;
 /// `Retry-After` suggested when the producer's queue is full.
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -191,6 +197,7 @@ impl KafkaSettings {
             // fetches again (default 1 s): a 1 s stall whenever cebus drained
             // the queue faster than that, which is the normal case.
             ("fetch.queue.backoff.ms", "10".to_owned()),
+            ("fetch.wait.max.ms", FETCH_WAIT_MAX_MS.to_string()),
             ("reconnect.backoff.max.ms", "1000".to_owned()),
         ]
     }
