@@ -1,12 +1,13 @@
 //! Delivery of one event to one trigger's subscriber: attempts, backoff,
 //! Retry-After, per-attempt timeout, replies and the dead-letter sink. The
-//! decisions come from `cebus_triggers` (pure); this file only sends and waits.
+//! decisions come from `cebus_triggers` (pure); this file only sends and waits,
+//! through the pooled [`Client`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::{Duration, SystemTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use cebus_api::DeliveryFormat;
 use cebus_channels::Envelope;
 use cebus_events::Event;
@@ -14,6 +15,11 @@ use cebus_events::http::{Decoded, decode, encode_binary, encode_structured};
 use cebus_triggers::{AttemptOutcome, DeliveryPolicy, ReplyDecision};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::Semaphore;
+
+mod client;
+
+pub use client::Client;
+use client::{Response, Target};
 
 use crate::metrics::{DeliveryOutcome, TriggerCounters};
 use crate::plan::TriggerPlan;
@@ -28,7 +34,7 @@ const KN_NAMESPACE: HeaderName = HeaderName::from_static("kn-namespace");
 #[derive(Debug, Clone)]
 pub struct Ctx {
     /// Pooled HTTP client.
-    pub client: reqwest::Client,
+    pub client: Client,
     /// The broker replies re-enter.
     pub broker: Weak<BrokerRuntime>,
     /// The trigger's counters.
@@ -57,25 +63,20 @@ impl HostLimits {
         }
     }
 
-    /// The permits of `url`'s host.
-    fn permits(&self, url: &reqwest::Url) -> Arc<Semaphore> {
-        let key = format!(
-            "{}:{}",
-            url.host_str().unwrap_or(""),
-            url.port_or_known_default().unwrap_or(0)
-        );
+    /// The permits of the host `key` (`host:port`).
+    fn permits(&self, key: &str) -> Arc<Semaphore> {
         if let Some(s) = self
             .hosts
             .read()
             .expect("host limits lock poisoned")
-            .get(&key)
+            .get(key)
         {
             return s.clone();
         }
         self.hosts
             .write()
             .expect("host limits lock poisoned")
-            .entry(key)
+            .entry(key.to_owned())
             .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
             .clone()
     }
@@ -85,13 +86,6 @@ impl HostLimits {
 #[derive(Debug, Default)]
 struct Failure {
     status: Option<u16>,
-    body: Bytes,
-}
-
-/// What one HTTP attempt came back with.
-struct Response {
-    status: u16,
-    headers: HeaderMap,
     body: Bytes,
 }
 
@@ -208,39 +202,41 @@ async fn send(
     reply: Option<(&Envelope, &TriggerPlan)>,
 ) -> Result<(), Failure> {
     let timeout = policy.timeout.unwrap_or(ctx.default_timeout);
+    let target = ctx.client.target(url);
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;
         ctx.counters.attempts.inc();
-        let (outcome, failure, retry_after) = match attempt_once(ctx, request, url, timeout).await {
-            Ok(resp) if (200..300).contains(&resp.status) => {
-                let Some((envelope, plan)) = reply else {
-                    return Ok(());
-                };
-                match handle_reply(resp, envelope, plan, ctx).await {
-                    Ok(()) => return Ok(()),
-                    // A failed reply counts as a failed attempt; it is retried like
-                    // a transport error and reported with the subscriber's status.
-                    Err(f) => (AttemptOutcome::Transport, f, None),
+        let (outcome, failure, retry_after) =
+            match attempt_once(ctx, request, target.as_ref(), timeout).await {
+                Ok(resp) if (200..300).contains(&resp.status) => {
+                    let Some((envelope, plan)) = reply else {
+                        return Ok(());
+                    };
+                    match handle_reply(resp, envelope, plan, ctx).await {
+                        Ok(()) => return Ok(()),
+                        // A failed reply counts as a failed attempt; it is retried like
+                        // a transport error and reported with the subscriber's status.
+                        Err(f) => (AttemptOutcome::Transport, f, None),
+                    }
                 }
-            }
-            Ok(resp) => {
-                let retry_after = resp
-                    .headers
-                    .get(http::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(cebus_triggers::parse_retry_after);
-                (
-                    AttemptOutcome::Status(resp.status),
-                    Failure {
-                        status: Some(resp.status),
-                        body: resp.body,
-                    },
-                    retry_after,
-                )
-            }
-            Err(outcome) => (outcome, Failure::default(), None),
-        };
+                Ok(resp) => {
+                    let retry_after = resp
+                        .headers
+                        .get(http::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(cebus_triggers::parse_retry_after);
+                    (
+                        AttemptOutcome::Status(resp.status),
+                        Failure {
+                            status: Some(resp.status),
+                            body: resp.body,
+                        },
+                        retry_after,
+                    )
+                }
+                Err(outcome) => (outcome, Failure::default(), None),
+            };
         tracing::debug!(%url, attempt, ?outcome, "delivery attempt failed");
         match cebus_triggers::next_delay(
             policy,
@@ -258,54 +254,29 @@ async fn send(
 async fn attempt_once(
     ctx: &Ctx,
     request: &Request,
-    url: &reqwest::Url,
+    target: Option<&Target>,
     timeout: Duration,
 ) -> Result<Response, AttemptOutcome> {
-    let classify = |e: reqwest::Error| {
-        if e.is_timeout() {
-            AttemptOutcome::Timeout
-        } else {
-            AttemptOutcome::Transport
-        }
-    };
     let work = async {
+        let target = target.ok_or(AttemptOutcome::Transport)?;
         // Held for the request and its body, not for backoff waits. The permit
         // wait counts against the attempt's timeout, so a saturated host shows up
         // as timeouts, never as an unbounded wait.
         let _permit = ctx
             .outbound
-            .permits(url)
+            .permits(&target.host_key)
             .acquire_owned()
             .await
             .map_err(|_| AttemptOutcome::Transport)?;
-        let mut resp = ctx
-            .client
-            .post(url.clone())
-            .headers(request.headers.clone())
-            .body(request.body.clone())
-            .send()
-            .await
-            .map_err(classify)?;
-        let status = resp.status().as_u16();
-        let headers = std::mem::take(resp.headers_mut());
         // Read at most what a reply may hold; the rest is not needed.
-        let limit = ctx
-            .broker
-            .upgrade()
-            .map_or(1 << 20, |b| b.settings().max_event_size);
-        let mut body = BytesMut::new();
-        while let Some(chunk) = resp.chunk().await.map_err(classify)? {
-            if body.len() + chunk.len() > limit {
-                body.extend_from_slice(&chunk[..limit - body.len()]);
-                break;
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(Response {
-            status,
-            headers,
-            body: body.freeze(),
-        })
+        let limit = || {
+            ctx.broker
+                .upgrade()
+                .map_or(1 << 20, |b| b.settings().max_event_size)
+        };
+        ctx.client
+            .exchange(target, &request.headers, &request.body, limit)
+            .await
     };
     // The outer timeout bounds the whole attempt, body included.
     tokio::time::timeout(timeout, work)

@@ -61,7 +61,7 @@ impl Default for Limits {
 #[derive(Debug)]
 pub struct Shared {
     /// Pooled keep-alive client for subscribers and dead-letter sinks.
-    pub client: reqwest::Client,
+    pub client: deliver::Client,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Every fan-out loop, dispatcher and delivery, so shutdown can drain them.

@@ -169,15 +169,7 @@ impl Server {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let metrics = Arc::new(Metrics::default());
         let prometheus = Arc::new(metrics.registry());
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(opts.limits.max_outbound)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .connect_timeout(Duration::from_secs(10))
-            .tcp_nodelay(true)
-            // 3xx is a terminal answer in Knative's contract, not something to follow.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("HTTP client configuration is static and valid");
+        let client = crate::deliver::Client::new(opts.limits.max_outbound);
         let shared = Arc::new(Shared {
             client,
             metrics,
