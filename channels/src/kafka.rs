@@ -66,13 +66,14 @@ pub const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 /// How long Kafka may take to acknowledge a record before `append` fails (503).
 pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Producer linger. Every 202 waits for linger plus Kafka's `acks=all` round
-/// trip, so a long linger costs every request (5 ms halved the closed-loop rate
-/// of 32 connections); too short a one sends many tiny produce requests, which
-/// costs CPU and, at 5,000 events/s, gave a tail of 35 ms on the 202 alone
-/// (1 ms) against 7 ms (5 ms). 2 ms measured best on this machine, together
-/// with [`FETCH_WAIT_MAX_MS`]: 202 p50 2.5 ms, end-to-end p99 9.7 ms at 5,000
-/// events/s (docs/benchmarks.md).
-pub const LINGER_MS: u32 = 2;
+/// trip, so linger is paid on every request (a closed loop needs more
+/// connections for the same rate); too short a linger sends many tiny produce
+/// requests, which costs CPU and a worse tail. Measured at 5,000 events/s with
+/// [`FETCH_WAIT_MAX_MS`] (docs/benchmarks.md, "Durable channels"): 5 ms gave an
+/// end-to-end p99 of 9 ms and 14,400 events per broker CPU-second, against
+/// 25–52 ms and 10,900 with 2 ms; one trigger reached 29,000 events/s with 256
+/// connections.
+pub const LINGER_MS: u32 = 5;
 /// How long Kafka may hold a fetch of the broker's consumer when no record is
 /// there (librdkafka's default is 500 ms). With the long wait, the 202s of the
 /// same broker had a tail of 55–135 ms at 5,000 events/s; 100 ms cut it to
