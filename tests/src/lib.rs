@@ -839,3 +839,34 @@ pub async fn post_many(url: &str, prefix: &str, n: usize, concurrency: usize) {
         t.await.expect("poster");
     }
 }
+
+/// A broker name no other test (or earlier run on the same Kafka or NATS) uses,
+/// so each test has its own topic, stream and consumer groups.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos();
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000_000
+    )
+}
+
+/// Posts a binary event until the broker accepts it (a durable broker sets up
+/// its topic or stream in the background); panics after a minute.
+pub async fn post_until_accepted(url: &str, id: &str, ty: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = post_binary(url, id, ty, "{}").await;
+        if status == 202 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "broker never accepted: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

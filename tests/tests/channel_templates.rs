@@ -8,27 +8,14 @@
 //! `NATS_URL`; without them these tests fail, they never skip.
 
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use cebus_e2e::{
-    Cebus, Sink, cloudevents_python, kafka_bootstrap, nats_url, post_binary, run_tool,
+    Cebus, Sink, cloudevents_python, kafka_bootstrap, nats_url, post_binary, post_until_accepted,
+    run_tool, unique,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// A broker name no other test (or earlier run on the same servers) uses, so
-/// each test has its own topic or stream.
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_nanos();
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        nanos % 1_000_000_000_000
-    )
-}
 
 /// Knative YAML: channel-based broker `broker` whose ConfigMap
 /// `knative-eventing/<broker>-channel` holds `template` (lines indented by 4
@@ -45,22 +32,6 @@ fn channel_broker_yaml(broker: &str, template: &str, system: &str, subscriber: &
          apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: all\nspec:\n  \
          broker: {broker}\n  subscriber:\n    uri: {subscriber}\n"
     )
-}
-
-/// Posts until the broker accepts (a durable channel is set up in the background).
-async fn post_until_accepted(url: &str, id: &str, ty: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (status, body) = post_binary(url, id, ty, "{}").await;
-        if status == 202 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "broker never accepted: {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test]

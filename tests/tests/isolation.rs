@@ -5,24 +5,13 @@
 //! from that cursor after a restart. Real Kafka and nats-server
 //! (`KAFKA_BOOTSTRAP`, `NATS_URL`, started by `scripts/test`); never skip.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use cebus_e2e::{Cebus, Proc, Reply, Sink, kafka_bootstrap, nats_url, post_many, tally, wait_all};
+use cebus_e2e::{
+    Cebus, Proc, Reply, Sink, kafka_bootstrap, nats_url, post_many, tally, unique, wait_all,
+};
 
 const WAIT: Duration = Duration::from_secs(90);
-
-/// A broker name no other run uses (its own topic and groups).
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_nanos();
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        nanos % 1_000_000_000_000
-    )
-}
 
 /// The durable backends.
 #[derive(Clone, Copy)]

@@ -11,28 +11,14 @@
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use cebus_e2e::{
-    Cebus, Proc, Reply, Sink, kafka_bootstrap, post, post_binary, post_many, received_ids,
-    run_tool, tally, wait_all, wait_for_id,
+    Cebus, Proc, Reply, Sink, kafka_bootstrap, post, post_binary, post_many, post_until_accepted,
+    received_ids, run_tool, tally, unique, wait_all, wait_for_id,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// A broker name no other test (or earlier run on the same Kafka) uses, so each
-/// test has its own topic and consumer group.
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_nanos();
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        nanos % 1_000_000_000_000
-    )
-}
 
 /// One trigger of [`kafka_yaml`].
 struct T<'a> {
@@ -75,22 +61,6 @@ fn trigger<'a>(name: &'a str, spec: &'a str, subscriber: &'a str) -> T<'a> {
         annotations: "",
         spec,
         subscriber,
-    }
-}
-
-/// Posts until the broker accepts (its topic is set up in the background).
-async fn post_until_accepted(url: &str, id: &str, ty: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (status, body) = post_binary(url, id, ty, "{}").await;
-        if status == 202 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "broker never accepted: {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

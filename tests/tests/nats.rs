@@ -9,28 +9,14 @@
 //! never disturb the others. Without them these tests fail; they never skip.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use cebus_e2e::{
     Cebus, DownSink, Proc, Reply, Sink, cloudevents_python, nats_url, post_binary, post_many,
-    received_ids, run_tool, tally, wait_all, wait_for_id,
+    post_until_accepted, received_ids, run_tool, tally, unique, wait_all, wait_for_id,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// A broker name no other test (or earlier run on the same nats-server) uses, so
-/// each test has its own stream.
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_nanos();
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        nanos % 1_000_000_000_000
-    )
-}
 
 /// A `NatsJetStreamBroker` named `broker` on `url`, its ConfigMap (plus
 /// `cm_extra` lines, indented by 2) and triggers (name, extra spec, subscriber).
@@ -55,22 +41,6 @@ fn nats_yaml(
         ));
     }
     y
-}
-
-/// Posts until the broker accepts (its stream is set up in the background).
-async fn post_until_accepted(url: &str, id: &str, ty: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (status, body) = post_binary(url, id, ty, "{}").await;
-        if status == 202 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "broker never accepted: {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test]
