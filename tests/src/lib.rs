@@ -668,6 +668,26 @@ pub fn unique_topic(prefix: &str) -> String {
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
+/// Every record of `topic` on `$KAFKA_BOOTSTRAP` as kcat's JSON (`-J`: one
+/// object per line, headers as `[name, value, name, value, …]`), read to the end.
+pub async fn kcat_consume(topic: &str) -> Vec<serde_json::Value> {
+    let (bootstrap, topic) = (kafka_bootstrap(), topic.to_owned());
+    let out = tokio::task::spawn_blocking(move || {
+        run_tool(
+            std::process::Command::new("kcat")
+                .args(["-C", "-b", &bootstrap, "-t", &topic, "-J", "-e", "-q"]),
+            b"",
+            Duration::from_secs(60),
+        )
+    })
+    .await
+    .expect("kcat task");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
 /// Produces one record to `topic` on `$KAFKA_BOOTSTRAP` with kcat: `value` (one
 /// line), an optional `key`, and `headers`. Returns when Kafka acknowledged it.
 pub fn kcat_produce(topic: &str, key: Option<&str>, headers: &[(&str, &str)], value: &str) {

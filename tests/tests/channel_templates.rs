@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use cebus_e2e::{
-    Cebus, Sink, cloudevents_python, kafka_bootstrap, nats_url, post_binary, post_until_accepted,
-    run_tool, unique,
+    Cebus, Sink, cloudevents_python, kafka_bootstrap, kcat_consume, nats_url, post_binary,
+    post_until_accepted, run_tool, unique,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -111,26 +111,14 @@ async fn a_kafka_channel_template_runs_the_broker_on_knatives_channel_topic() {
         "{ours}"
     );
 
-    let records = tokio::task::spawn_blocking(move || {
-        run_tool(
-            Command::new("kcat").args(["-C", "-b", &bootstrap, "-t", &topic, "-J", "-e", "-q"]),
-            b"",
-            WAIT,
-        )
-    })
-    .await
-    .unwrap();
-    let text = String::from_utf8_lossy(&records.stdout);
-    let record = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|r| {
-            // kcat -J lists headers as [name, value, name, value, ...].
-            r["headers"]
-                .as_array()
-                .is_some_and(|h| h.chunks(2).any(|c| c[0] == "ce_id" && c[1] == "kc-1"))
-        });
-    assert!(record.is_some(), "no record of kc-1 in:\n{text}");
+    let records = kcat_consume(&topic).await;
+    let record = records.iter().find(|r| {
+        // kcat -J lists headers as [name, value, name, value, ...].
+        r["headers"]
+            .as_array()
+            .is_some_and(|h| h.chunks(2).any(|c| c[0] == "ce_id" && c[1] == "kc-1"))
+    });
+    assert!(record.is_some(), "no record of kc-1 in: {records:?}");
 }
 
 /// Prints the JetStream stream `argv[2]`'s info as JSON (nats-py).

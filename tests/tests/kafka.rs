@@ -14,8 +14,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cebus_e2e::{
-    Cebus, Proc, Reply, Sink, kafka_bootstrap, post, post_binary, post_many, post_until_accepted,
-    received_ids, run_tool, tally, unique, wait_all, wait_for_id,
+    Cebus, Proc, Reply, Sink, kafka_bootstrap, kcat_consume, post, post_binary, post_many,
+    post_until_accepted, received_ids, run_tool, tally, unique, wait_all, wait_for_id,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -530,22 +530,11 @@ async fn kcat_records_are_routed_and_cebus_records_are_binary_mode() {
     )
     .await;
     assert_eq!(status, 202, "{body}");
-    let bootstrap = kafka_bootstrap();
-    let out = tokio::task::spawn_blocking(move || {
-        run_tool(
-            Command::new("kcat").args(["-C", "-b", &bootstrap, "-t", &topic, "-J", "-e", "-q"]),
-            b"",
-            WAIT,
-        )
-    })
-    .await
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let record: serde_json::Value = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    let records = kcat_consume(&topic).await;
+    let record = records
+        .iter()
         .find(|r| r["payload"] == "hello")
-        .unwrap_or_else(|| panic!("no record of cebus-1 in:\n{text}"));
+        .unwrap_or_else(|| panic!("no record of cebus-1 in: {records:?}"));
     assert_eq!(record["key"], "pk-9");
     let headers: Vec<String> = record["headers"]
         .as_array()
