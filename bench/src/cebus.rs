@@ -164,6 +164,12 @@ pub fn own_cpu_seconds() -> Option<f64> {
     cpu_seconds_of("self", *TICKS.get_or_init(clock_ticks_per_second)).ok()
 }
 
+/// User + system CPU seconds of another process (a nats-server, say).
+pub fn cpu_seconds_of_pid(pid: u32) -> anyhow::Result<f64> {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    cpu_seconds_of(&pid.to_string(), *TICKS.get_or_init(clock_ticks_per_second))
+}
+
 fn cpu_seconds_of(pid: &str, ticks_per_s: f64) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let ticks = parse_cpu_ticks(&stat).context("unexpected /proc/<pid>/stat format")?;

@@ -6,6 +6,7 @@ mod client;
 mod event;
 mod hist;
 mod load;
+mod nats_direct;
 mod pace;
 mod report;
 mod scenario;
@@ -34,6 +35,9 @@ enum Command {
     Scenario(Box<ScenarioArgs>),
     /// List the scenarios.
     List,
+    /// JetStream alone, no cebus: publish with ack and a pull consumer on
+    /// `$NATS_URL`, the baseline to set beside `nats-e2e-1`.
+    NatsDirect(NatsDirectArgs),
     /// Print the median of several `--json` reports of one scenario.
     Median {
         /// Report files.
@@ -102,6 +106,28 @@ struct ScenarioArgs {
     broker_log: String,
 }
 
+#[derive(Debug, clap::Args)]
+struct NatsDirectArgs {
+    /// Measured seconds.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Seconds of load before the window.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Publishes awaiting their ack at once.
+    #[arg(long, default_value_t = 64)]
+    publishers: usize,
+    /// Payload size: 0, 1KiB, 64KiB, ...
+    #[arg(long, default_value = "1KiB", value_parser = event::parse_size)]
+    size: usize,
+    /// One ack per 100 messages (`AckPolicy::All`) instead of one per message.
+    #[arg(long)]
+    ack_all: bool,
+    /// Memory storage instead of file storage.
+    #[arg(long)]
+    memory: bool,
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // Fix the shared clock before anything measures.
@@ -124,6 +150,28 @@ fn main() -> anyhow::Result<()> {
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             print(&report::median(&runs)?, json);
+            Ok(())
+        }
+        Command::NatsDirect(args) => {
+            let url = std::env::var("NATS_URL").map_err(|_| {
+                anyhow::anyhow!(
+                    "nats-direct needs NATS_URL: scripts/nats.sh start && eval \"$(scripts/nats.sh env)\""
+                )
+            })?;
+            let opts = nats_direct::Options {
+                url,
+                duration: Duration::try_from_secs_f64(args.duration)?,
+                warmup: Duration::try_from_secs_f64(args.warmup)?,
+                publishers: args.publishers.max(1),
+                size: args.size,
+                ack_all: args.ack_all,
+                memory: args.memory,
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let figures = runtime.block_on(nats_direct::run(&opts))?;
+            print!("{}", nats_direct::table(&opts, &figures));
             Ok(())
         }
         Command::Scenario(args) => {
