@@ -185,13 +185,15 @@ impl Server {
 
         let stop_accepting = CancellationToken::new();
         let http = TaskTracker::new();
-        let mut app = ingress::router(Ingress {
+        let state = Ingress {
             registry: registry.clone(),
             prometheus,
-        });
+        };
+        let mut app = ingress::router(state.clone());
         for ext in &opts.extensions {
             app = app.merge(ext.routes(registry.clone()));
         }
+        let app = ingress::Front::new(state, app);
         let token = stop_accepting.clone();
         http.spawn(async move {
             let served = axum::serve(listener, app)
