@@ -40,6 +40,32 @@ pub mod attr {
     pub const KNATIVE_ERROR_DATA: &str = "knativeerrordata";
 }
 
+/// The map key of attribute `name`: a static for the names the spec and Knative
+/// define, else the name itself.
+fn name_key<N: AsRef<str> + Into<String>>(name: N) -> Cow<'static, str> {
+    const KNOWN: [&str; 15] = [
+        attr::ID,
+        attr::SOURCE,
+        attr::TYPE,
+        attr::SUBJECT,
+        attr::TIME,
+        attr::DATACONTENTTYPE,
+        attr::DATASCHEMA,
+        attr::SCHEMAURL,
+        attr::DATACONTENTENCODING,
+        attr::KNATIVE_ARRIVAL_TIME,
+        attr::KNATIVE_BROKER_TTL,
+        attr::KNATIVE_ERROR_DEST,
+        attr::KNATIVE_ERROR_CODE,
+        attr::KNATIVE_ERROR_DATA,
+        "traceparent",
+    ];
+    match KNOWN.iter().find(|k| **k == name.as_ref()) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(name.into()),
+    }
+}
+
 /// CloudEvents specification version of an event; kept as received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SpecVersion {
@@ -150,7 +176,9 @@ impl From<&str> for AttrValue {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     specversion: SpecVersion,
-    attrs: BTreeMap<String, AttrValue>,
+    // Names the spec or Knative define are borrowed statics ([`name_key`]):
+    // most events carry only those, so a decoded event allocates no names.
+    attrs: BTreeMap<Cow<'static, str>, AttrValue>,
     data: Option<Bytes>,
 }
 
@@ -192,8 +220,8 @@ impl Event {
     }
 
     /// Sets an attribute (not `specversion`), replacing any previous value.
-    pub fn set(&mut self, name: impl Into<String>, value: impl Into<AttrValue>) {
-        self.attrs.insert(name.into(), value.into());
+    pub fn set<N: AsRef<str> + Into<String>>(&mut self, name: N, value: impl Into<AttrValue>) {
+        self.attrs.insert(name_key(name), value.into());
     }
 
     /// Removes an attribute and returns its value.
@@ -203,7 +231,7 @@ impl Event {
 
     /// Every attribute except `specversion`, sorted by name.
     pub fn attributes(&self) -> impl Iterator<Item = (&str, &AttrValue)> {
-        self.attrs.iter().map(|(k, v)| (k.as_str(), v))
+        self.attrs.iter().map(|(k, v)| (k.as_ref(), v))
     }
 
     /// The data bytes, if the event has data.
