@@ -13,6 +13,10 @@
 # Environment:
 #   CEBUS_CACHE  cache folder (default <repo>/.cache)
 #   NATS_STATE   state folder (default $CEBUS_CACHE/nats/run): pid, ports, store, log
+#   NATS_SERVER_VERSION  e.g. v2.15.2: instead of Debian's, that release built
+#                with `go install` from the Go module proxy into
+#                $CEBUS_CACHE/nats-server/<version> (for benchmarks: Debian
+#                bookworm ships 2.9.10, from 2022; the tests use Debian's)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,6 +35,18 @@ free_port() {
 }
 
 ensure_nats_server() {
+    if [[ -n "${NATS_SERVER_VERSION:-}" ]]; then
+        local bin="$cache/nats-server/$NATS_SERVER_VERSION"
+        if [[ ! -x "$bin/nats-server" ]]; then
+            command -v go >/dev/null || die "NATS_SERVER_VERSION needs go on PATH to build nats-server"
+            say "building nats-server $NATS_SERVER_VERSION with go install"
+            mkdir -p "$bin"
+            GOBIN="$bin" go install "github.com/nats-io/nats-server/v2@$NATS_SERVER_VERSION" >&2 ||
+                die "could not build nats-server $NATS_SERVER_VERSION"
+        fi
+        PATH="$bin:$PATH"
+        return 0
+    fi
     command -v nats-server >/dev/null && return 0
     command -v apt-get >/dev/null || die "nats-server not found and no apt-get to install it"
     say "installing Debian's nats-server"
@@ -127,6 +143,7 @@ cmd_restart() {
         kill -9 "$NATS_PID" 2>/dev/null || true
         while pid_alive "$NATS_PID"; do sleep 0.1; done
     fi
+    ensure_nats_server
     launch
 }
 
