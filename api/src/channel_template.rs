@@ -16,7 +16,8 @@ use crate::error::{ConfigError, FieldPath};
 use crate::kafka::{KafkaBrokerConfig, check_server};
 use crate::load::{Config, Located};
 use crate::nats::{
-    DEFAULT_DUPLICATE_WINDOW, NatsBrokerConfig, NatsCredentials, NatsStorageKind, check_url,
+    DEFAULT_DUPLICATE_WINDOW, NatsBrokerConfig, NatsCredentials, NatsStorageKind, NatsTls,
+    check_url,
 };
 use crate::types::{BROKER_CLASS_ANNOTATION, Broker, ConfigMap, DEFAULT_BROKER_CLASS};
 
@@ -577,6 +578,7 @@ fn nats_template(
     Some(ChannelTemplate::Nats(NatsBrokerConfig {
         servers,
         credentials: NatsCredentials::None,
+        tls: NatsTls::default(),
         storage,
         replicas,
         max_age,
@@ -948,6 +950,7 @@ mod tests {
             Ok(ChannelTemplate::Nats(NatsBrokerConfig {
                 servers: vec!["nats://127.0.0.1:4222".into()],
                 credentials: NatsCredentials::None,
+                tls: NatsTls::default(),
                 storage: NatsStorageKind::Memory,
                 replicas: 1,
                 max_age: Duration::from_secs(5400),

@@ -1351,6 +1351,18 @@ mod tests {
                 "user is set",
             ),
             (
+                nats("{url: 'nats://h', token: t, nkeySeedSecret: natscreds/seed}"),
+                CM,
+                "data.nkeySeedSecret",
+                "nkeySeedSecret and token are two kinds of NATS authentication",
+            ),
+            (
+                nats("{url: 'tls://h', caSecret: natscreds/ca}"),
+                CM,
+                "data.caSecret",
+                "Secret default/natscreds is not defined",
+            ),
+            (
                 nats("{url: 'nats://h', stream: mine}"),
                 CM,
                 "data.stream",

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use cebus_channels::{
     AnyChannel, Channel, ChannelError, Cursor, Envelope, KafkaChannel, KafkaSettings,
-    MemoryChannel, NatsAuth, NatsChannel, NatsSettings, NatsStorage,
+    MemoryChannel, NatsChannel, NatsSettings, NatsStorage,
 };
 use cebus_events::{Event, attr};
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -265,16 +265,8 @@ fn make_channel(plan: &BrokerPlan, limits: &Limits) -> AnyChannel {
         }
         ChannelPlan::Nats(n) => {
             let mut s = NatsSettings::new(n.servers.clone(), &plan.namespace, &plan.name);
-            s.auth = match &n.credentials {
-                cebus_api::NatsCredentials::None => NatsAuth::None,
-                cebus_api::NatsCredentials::Token(t) => NatsAuth::Token(t.clone()),
-                cebus_api::NatsCredentials::UserPassword { user, password } => {
-                    NatsAuth::UserPassword {
-                        user: user.clone(),
-                        password: password.clone(),
-                    }
-                }
-            };
+            s.auth = n.credentials.clone();
+            s.tls = n.tls.clone();
             s.storage = match n.storage {
                 cebus_api::NatsStorageKind::File => NatsStorage::File,
                 cebus_api::NatsStorageKind::Memory => NatsStorage::Memory,

@@ -18,7 +18,7 @@ use cebus_events::Event;
 pub use cursor::{Cursor, CursorStart};
 pub use kafka::{KafkaChannel, KafkaSettings};
 pub use memory::MemoryChannel;
-pub use nats::{NatsAuth, NatsChannel, NatsSettings, NatsStorage};
+pub use nats::{NatsChannel, NatsClientCert, NatsCredentials, NatsSettings, NatsStorage, NatsTls};
 
 /// Hop budget of an event that enters a broker without `knativebrokerttl`.
 pub const DEFAULT_TTL: u32 = 255;

@@ -34,6 +34,11 @@ use crate::binding::nats::{self as binding, NatsMessage};
 use crate::cursor::{self, Cursor, CursorStart};
 use crate::{Channel, ChannelError, DEFAULT_TTL, Envelope, Record};
 
+/// Credentials and TLS as the broker's ConfigMap gives them (Debug redacts secrets).
+pub use cebus_api::{NatsClientCert, NatsCredentials, NatsTls};
+
+mod connect;
+
 /// Header carrying the remaining hop budget (`knativebrokerttl`) of a stored event.
 pub const TTL_HEADER: &str = "cebus-ttl";
 /// Header naming the extensions whose values are integers or booleans
@@ -73,41 +78,15 @@ pub enum NatsStorage {
     Memory,
 }
 
-/// How cebus authenticates to NATS.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub enum NatsAuth {
-    /// No credentials.
-    #[default]
-    None,
-    /// A token.
-    Token(String),
-    /// A user and password.
-    UserPassword {
-        /// User.
-        user: String,
-        /// Password.
-        password: String,
-    },
-}
-
-impl std::fmt::Debug for NatsAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print a secret.
-        match self {
-            NatsAuth::None => f.write_str("None"),
-            NatsAuth::Token(_) => f.write_str("Token(<redacted>)"),
-            NatsAuth::UserPassword { user, .. } => write!(f, "UserPassword({user}, <redacted>)"),
-        }
-    }
-}
-
 /// Everything a NATS channel needs: connection, stream and consumer settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NatsSettings {
-    /// Server URLs (`nats://host:port`), tried in turn.
+    /// Server URLs (`nats://host:port`, `tls://host:port`), tried in turn.
     pub servers: Vec<String>,
-    /// Credentials.
-    pub auth: NatsAuth,
+    /// Credentials (Debug output redacts the secrets).
+    pub auth: NatsCredentials,
+    /// TLS: CA to trust, client certificate, TLS on `nats://` URLs too.
+    pub tls: NatsTls,
     /// Stream name.
     pub stream: String,
     /// The stream's only subject, where events are published.
@@ -140,7 +119,8 @@ impl NatsSettings {
     pub fn new(servers: Vec<String>, namespace: &str, broker: &str) -> NatsSettings {
         NatsSettings {
             servers,
-            auth: NatsAuth::None,
+            auth: NatsCredentials::None,
+            tls: NatsTls::default(),
             stream: stream_name(namespace, broker),
             subject: subject_name(namespace, broker),
             storage: NatsStorage::File,
@@ -753,43 +733,48 @@ async fn setup(
     link: &watch::Sender<Link>,
     close: &mut watch::Receiver<bool>,
 ) -> Option<(Ready, jetstream::consumer::PullConsumer)> {
-    let mut opts = async_nats::ConnectOptions::new()
-        .retry_on_initial_connect()
-        .connection_timeout(Duration::from_secs(5))
-        .max_reconnects(None);
-    match &settings.auth {
-        NatsAuth::None => {}
-        NatsAuth::Token(t) => opts = opts.token(t.clone()),
-        NatsAuth::UserPassword { user, password } => {
-            opts = opts.user_and_password(user.clone(), password.clone());
-        }
-    }
-    let servers: Vec<async_nats::ServerAddr> = settings
-        .servers
-        .iter()
-        .filter_map(|s| s.parse().ok())
-        .collect();
-    let client = match opts.connect(servers).await {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = link.send(Link::Down(format!("cannot connect to NATS: {e}")));
-            return None;
-        }
-    };
+    // A failed connection attempt's error (refused, TLS, authorization) is the
+    // reason ingress gives until one succeeds.
+    let client = retry(settings, link, close, "NATS connection failed", || {
+        connect::connect(settings)
+    })
+    .await?;
     let mut js = jetstream::new(client.clone());
     js.set_timeout(Duration::from_secs(5));
+    let consumer = retry(settings, link, close, "NATS JetStream setup failed", || {
+        create(settings, &js)
+    })
+    .await?;
+    tracing::info!(stream = %settings.stream, subject = %settings.subject, "NATS JetStream stream and consumer ready");
+    Some((Ready { client, js }, consumer))
+}
+
+/// Runs `attempt` until it succeeds, with backoff between attempts; each
+/// failure becomes the link's reason. `None` once the channel is closed.
+async fn retry<T, F, Fut>(
+    settings: &NatsSettings,
+    link: &watch::Sender<Link>,
+    close: &mut watch::Receiver<bool>,
+    failed: &str,
+    mut attempt: F,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
     let mut delay = Duration::from_millis(100);
     loop {
         if *close.borrow() {
             return None;
         }
-        match create(settings, &js).await {
-            Ok(consumer) => {
-                tracing::info!(stream = %settings.stream, subject = %settings.subject, "NATS JetStream stream and consumer ready");
-                return Some((Ready { client, js }, consumer));
-            }
+        let result = tokio::select! {
+            r = attempt() => r,
+            _ = close.changed() => return None,
+        };
+        match result {
+            Ok(v) => return Some(v),
             Err(reason) => {
-                tracing::warn!(stream = %settings.stream, %reason, "NATS JetStream setup failed; retrying");
+                tracing::warn!(stream = %settings.stream, %reason, "{failed}; retrying");
                 let _ = link.send(Link::Down(reason));
             }
         }

@@ -707,6 +707,159 @@ pub fn kcat_produce(topic: &str, key: Option<&str>, headers: &[(&str, &str)], va
     );
 }
 
+/// A `NatsJetStreamBroker` named `broker` on `url`, its ConfigMap (plus
+/// `cm_extra` lines, indented by 2) and triggers (name, extra spec, subscriber).
+pub fn nats_yaml(
+    broker: &str,
+    url: &str,
+    cm_extra: &str,
+    broker_spec_extra: &str,
+    triggers: &[(&str, &str, &str)],
+) -> String {
+    let mut y = format!(
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: {broker}\n  \
+         annotations:\n    eventing.knative.dev/broker.class: NatsJetStreamBroker\nspec:\n  \
+         config:\n    apiVersion: v1\n    kind: ConfigMap\n    name: {broker}-nats\n{broker_spec_extra}\
+         ---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {broker}-nats\ndata:\n  \
+         url: {url}\n{cm_extra}"
+    );
+    for (name, extra, sub) in triggers {
+        y.push_str(&format!(
+            "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: {name}\n\
+             spec:\n  broker: {broker}\n  subscriber:\n    uri: {sub}\n{extra}"
+        ));
+    }
+    y
+}
+
+/// A private nats-server with JetStream on a free loopback port, its own store
+/// and, when given, its own configuration file (authorization, TLS, operator
+/// mode). Panics when nats-server is missing: `scripts/test` installs it.
+pub struct PrivateNats {
+    child: Option<Child>,
+    /// The client port.
+    pub port: u16,
+    dir: tempfile::TempDir,
+    config: Option<std::path::PathBuf>,
+}
+
+impl PrivateNats {
+    /// Starts nats-server without a configuration file.
+    pub fn start() -> PrivateNats {
+        PrivateNats::start_with_config(None)
+    }
+
+    /// Starts nats-server with `config` (nats-server's configuration syntax) as
+    /// its configuration file, if any; the flags set JetStream, the address, the
+    /// port and the store.
+    pub fn start_with_config(config: Option<&str>) -> PrivateNats {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = config.map(|text| {
+            let path = dir.path().join("nats.conf");
+            std::fs::write(&path, text).expect("write nats.conf");
+            path
+        });
+        let mut n = PrivateNats {
+            child: None,
+            port,
+            dir,
+            config,
+        };
+        n.launch();
+        n
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again, on the same port and store) and waits until it
+    /// accepts connections; panics with its log when it exits instead.
+    pub fn launch(&mut self) {
+        let log = self.dir.path().join("nats.log");
+        let mut cmd = Command::new("nats-server");
+        cmd.args([
+            "-js",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-sd",
+        ])
+        .arg(self.dir.path().join("store"))
+        .arg("-l")
+        .arg(&log);
+        if let Some(config) = &self.config {
+            cmd.arg("-c").arg(config);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server (Debian package nats-server; scripts/nats.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                panic!(
+                    "private nats-server exited ({status}):\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "private nats-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child = Some(child);
+    }
+
+    /// The server's log so far (for assertion messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default()
+    }
+
+    /// Stops the server with SIGTERM (a clean shutdown: the file store is synced)
+    /// and waits until it exited.
+    pub fn terminate(&mut self) {
+        let mut c = self.child.take().expect("nats-server is running");
+        let ok = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while c.try_wait().expect("try_wait").is_none() {
+            if Instant::now() >= deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!("nats-server did not exit within a minute of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the server (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 // --- Helpers of the durable-channel tests (Kafka, NATS): the real `cebus` binary.
 
 /// The real binary on a free port, with its config in `dir`.

@@ -8,40 +8,16 @@
 //! `NATS_URL`; the outage and restart tests run their own nats-server so they
 //! never disturb the others. Without them these tests fail; they never skip.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cebus_e2e::{
-    Cebus, DownSink, Proc, Reply, Sink, cloudevents_python, nats_url, post_binary, post_many,
-    post_until_accepted, received_ids, run_tool, tally, unique, wait_all, wait_for_id,
+    Cebus, DownSink, PrivateNats, Proc, Reply, Sink, cloudevents_python, nats_url, nats_yaml,
+    post_binary, post_many, post_until_accepted, received_ids, run_tool, tally, unique, wait_all,
+    wait_for_id,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// A `NatsJetStreamBroker` named `broker` on `url`, its ConfigMap (plus
-/// `cm_extra` lines, indented by 2) and triggers (name, extra spec, subscriber).
-fn nats_yaml(
-    broker: &str,
-    url: &str,
-    cm_extra: &str,
-    broker_spec_extra: &str,
-    triggers: &[(&str, &str, &str)],
-) -> String {
-    let mut y = format!(
-        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: {broker}\n  \
-         annotations:\n    eventing.knative.dev/broker.class: NatsJetStreamBroker\nspec:\n  \
-         config:\n    apiVersion: v1\n    kind: ConfigMap\n    name: {broker}-nats\n{broker_spec_extra}\
-         ---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {broker}-nats\ndata:\n  \
-         url: {url}\n{cm_extra}"
-    );
-    for (name, extra, sub) in triggers {
-        y.push_str(&format!(
-            "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: {name}\n\
-             spec:\n  broker: {broker}\n  subscriber:\n    uri: {sub}\n{extra}"
-        ));
-    }
-    y
-}
 
 #[tokio::test]
 async fn retries_then_dead_letters_with_the_error_attributes() {
@@ -218,94 +194,6 @@ async fn kill_9_mid_stream_delivers_every_acknowledged_event() {
         "kill -9 after {at_kill} of {N} delivered; after restart {N} of {N} delivered, {dups} duplicates"
     );
     drop(second);
-}
-
-/// A private nats-server with JetStream on a free port and its own store.
-struct PrivateNats {
-    child: Option<Child>,
-    port: u16,
-    store: tempfile::TempDir,
-}
-
-impl PrivateNats {
-    fn start() -> PrivateNats {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut n = PrivateNats {
-            child: None,
-            port,
-            store: tempfile::tempdir().unwrap(),
-        };
-        n.launch();
-        n
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    fn launch(&mut self) {
-        let child = Command::new("nats-server")
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-sd",
-            ])
-            .arg(self.store.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server (Debian package nats-server; scripts/nats.sh installs it)");
-        self.child = Some(child);
-        let deadline = Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "private nats-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Stops the server with SIGTERM (a clean shutdown: the file store is synced)
-    /// and waits until it exited.
-    fn terminate(&mut self) {
-        let mut c = self.child.take().expect("nats-server is running");
-        let ok = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(ok.success());
-        let deadline = Instant::now() + WAIT;
-        while c.try_wait().expect("try_wait").is_none() {
-            if Instant::now() >= deadline {
-                let _ = c.kill();
-                let _ = c.wait();
-                panic!("nats-server did not exit within {WAIT:?} of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for PrivateNats {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,244 @@
+//! How the NATS channel connects: the client options from the settings'
+//! credentials and TLS (a rustls client config built from the PEMs in memory:
+//! nothing is written to disk), and a reason for a failed attempt that names
+//! what was tried and never a secret.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::ConnectOptions;
+use async_nats::rustls::pki_types::pem::PemObject;
+use async_nats::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use async_nats::rustls::{self, ClientConfig, RootCertStore};
+use cebus_api::{NatsCredentials, NatsTls};
+
+use super::NatsSettings;
+
+/// Longest wait for one connection attempt (TCP, TLS, CONNECT and PONG).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One attempt to connect to any of the settings' servers. Once connected, the
+/// client reconnects by itself, for ever; the error is the reason ingress gives
+/// with its 503s.
+pub(super) async fn connect(settings: &NatsSettings) -> Result<async_nats::Client, String> {
+    let tried = || {
+        format!(
+            "cannot connect to NATS at {} with {}",
+            settings.servers.join(", "),
+            attempt(settings)
+        )
+    };
+    let opts = options(settings)
+        .await
+        .map_err(|e| format!("{}: {e}", tried()))?;
+    let servers: Vec<async_nats::ServerAddr> = settings
+        .servers
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    opts.connect(servers)
+        .await
+        .map_err(|e| format!("{}: {e}", tried()))
+}
+
+/// The client options: credentials, TLS, reconnecting for ever.
+async fn options(settings: &NatsSettings) -> Result<ConnectOptions, String> {
+    let opts = ConnectOptions::new()
+        .connection_timeout(CONNECT_TIMEOUT)
+        .max_reconnects(None);
+    let mut opts = match &settings.auth {
+        NatsCredentials::None => opts,
+        NatsCredentials::Token(t) => opts.token(t.clone()),
+        NatsCredentials::UserPassword { user, password } => {
+            opts.user_and_password(user.clone(), password.clone())
+        }
+        NatsCredentials::NKey(seed) => {
+            nkeys::KeyPair::from_seed(seed).map_err(|e| format!("the seed is not valid: {e}"))?;
+            opts.nkey(seed.clone())
+        }
+        NatsCredentials::Creds(creds) => opts
+            .credentials(&ending_in_newline(creds))
+            .map_err(|e| format!("they cannot be used: {e}"))?,
+        NatsCredentials::CredsFile(path) => {
+            // Read at each attempt: a renewed file is picked up.
+            let creds = tokio::fs::read_to_string(path)
+                .await
+                .map_err(|e| format!("cannot read it: {e}"))?;
+            opts.credentials(&ending_in_newline(&creds))
+                .map_err(|e| format!("it cannot be used: {e}"))?
+        }
+    };
+    if settings.tls.required {
+        opts = opts.require_tls(true);
+    }
+    if settings.tls.has_material() {
+        opts = opts.tls_client_config(tls_config(&settings.tls)?);
+    }
+    Ok(opts)
+}
+
+/// async-nats finds the blocks of a `.creds` file only when each end line is
+/// followed by a newline; a Secret's value often lacks the last one.
+fn ending_in_newline(creds: &str) -> String {
+    let mut s = creds.to_owned();
+    if !s.ends_with('\n') {
+        s.push('\n');
+    }
+    s
+}
+
+/// A rustls client config trusting `caSecret` (or the system's CA certificates)
+/// and presenting the client certificate, if any. The process's crypto
+/// provider, else ring (the only one cebus builds in).
+fn tls_config(tls: &NatsTls) -> Result<ClientConfig, String> {
+    let mut roots = RootCertStore::empty();
+    if let Some(pem) = &tls.ca {
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            let cert = cert.map_err(|e| format!("caSecret is not valid PEM: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("a certificate of caSecret cannot be trusted: {e}"))?;
+        }
+    } else {
+        let native = rustls_native_certs::load_native_certs();
+        let (added, _) = roots.add_parsable_certificates(native.certs);
+        if added == 0 {
+            return Err("no caSecret, and no system CA certificates to trust instead".to_owned());
+        }
+    }
+    let provider = rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots);
+    let Some(client) = &tls.client else {
+        return Ok(builder.with_no_client_auth());
+    };
+    let chain = CertificateDer::pem_slice_iter(client.cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("certSecret is not valid PEM: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(client.key.as_bytes())
+        .map_err(|e| format!("keySecret is not a valid PEM private key: {e}"))?;
+    builder.with_client_auth_cert(chain, key).map_err(|e| {
+        format!("the client certificate (certSecret) and key (keySecret) cannot be used: {e}")
+    })
+}
+
+/// What an attempt uses, for its error: the kind of authentication and the TLS
+/// settings (never a secret).
+fn attempt(settings: &NatsSettings) -> String {
+    let tls = &settings.tls;
+    let mut s = settings.auth.describe();
+    if tls.required
+        || tls.has_material()
+        || settings.servers.iter().any(|u| u.starts_with("tls://"))
+    {
+        s.push_str(match &tls.ca {
+            Some(_) => ", over TLS trusting caSecret",
+            None => ", over TLS trusting the system's CA certificates",
+        });
+        if tls.client.is_some() {
+            s.push_str(" with the client certificate of certSecret");
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cebus_api::NatsClientCert;
+
+    fn settings(auth: NatsCredentials, tls: NatsTls) -> NatsSettings {
+        let mut s = NatsSettings::new(vec!["nats://127.0.0.1:1".into()], "ns", "b");
+        s.auth = auth;
+        s.tls = tls;
+        s
+    }
+
+    #[tokio::test]
+    async fn unusable_credentials_and_tls_material_are_named_not_shown() {
+        let pem = |label: &str, body: &str| {
+            format!("-----BEGIN {label}-----\n{body}\n-----END {label}-----\n")
+        };
+        let cases = [
+            (
+                settings(
+                    NatsCredentials::NKey("SUSECRETSEED".into()),
+                    NatsTls::default(),
+                ),
+                "with an NKey seed (nkeySeedSecret): the seed is not valid",
+            ),
+            (
+                settings(
+                    NatsCredentials::Creds("-----BEGIN NATS USER JWT-----\nSECRET".into()),
+                    NatsTls::default(),
+                ),
+                "with the credentials of credentialsSecret: they cannot be used",
+            ),
+            (
+                settings(
+                    NatsCredentials::CredsFile("/nonexistent/cebus.creds".into()),
+                    NatsTls::default(),
+                ),
+                "with the credentials file /nonexistent/cebus.creds (credentialsFile): cannot read \
+                 it: No such file",
+            ),
+            (
+                settings(
+                    NatsCredentials::None,
+                    NatsTls {
+                        ca: Some(pem("CERTIFICATE", "!!SECRET!!")),
+                        ..NatsTls::default()
+                    },
+                ),
+                "caSecret is not valid PEM",
+            ),
+            (
+                settings(
+                    NatsCredentials::None,
+                    NatsTls {
+                        client: Some(NatsClientCert {
+                            cert: pem("CERTIFICATE", "MIIB"),
+                            key: pem("PRIVATE KEY", "!!SECRET!!"),
+                        }),
+                        ..NatsTls::default()
+                    },
+                ),
+                "keySecret is not a valid PEM private key",
+            ),
+        ];
+        for (s, want) in cases {
+            let Err(reason) = connect(&s).await else {
+                panic!("{s:?} connected")
+            };
+            assert!(
+                reason.starts_with("cannot connect to NATS at nats://127.0.0.1:1 with "),
+                "{reason}"
+            );
+            assert!(reason.contains(want), "{reason:?} lacks {want:?}");
+            assert!(!reason.contains("SECRET"), "{reason}");
+        }
+    }
+
+    #[test]
+    fn an_attempt_is_described_by_its_settings() {
+        let tls = NatsTls {
+            required: true,
+            ca: Some("pem".into()),
+            client: Some(NatsClientCert {
+                cert: "c".into(),
+                key: "k".into(),
+            }),
+        };
+        assert_eq!(
+            attempt(&settings(NatsCredentials::NKey("s".into()), tls)),
+            "an NKey seed (nkeySeedSecret), over TLS trusting caSecret with the client \
+             certificate of certSecret"
+        );
+        let plain = settings(NatsCredentials::Token("t".into()), NatsTls::default());
+        assert_eq!(attempt(&plain), "a token");
+    }
+}
