@@ -30,8 +30,11 @@ pub const LATENCY_RATES: [u64; 3] = [1_000, 10_000, 25_000];
 pub const MEMORY_COUNTS: [usize; 4] = [0, 1_000, 10_000, 100_000];
 /// Trigger changes applied by `memory`.
 const CHANGED_TRIGGERS: usize = 1_000;
-/// How long an idle broker settles before its RSS is read.
-const IDLE_SETTLE: Duration = Duration::from_secs(1);
+/// How long an idle broker settles before its RSS is read: mimalloc returns the
+/// pages freed after loading the config a second or so later (10,000 triggers
+/// in one file: 108 MiB at 1 s, 82 MiB from 2 s on), and idle means that
+/// steady state.
+const IDLE_SETTLE: Duration = Duration::from_secs(3);
 /// cebus's config poll interval (`reload_interval`); the floor of apply times.
 const CONFIG_POLL: Duration = Duration::from_millis(500);
 
