@@ -147,7 +147,8 @@ pub async fn deliver(
         &failure.body,
     );
     let request = Request::build(&dead, envelope, plan);
-    match send(&request, dls_url, &plan.policy, ctx, None).await {
+    // Boxed: the dead-letter path is rare (see `handle_reply`).
+    match Box::pin(send(&request, dls_url, &plan.policy, ctx, None)).await {
         Ok(()) => {
             tracing::info!(trigger = %plan.name, id = %envelope.event.id(), dls, "event dead-lettered");
             DeliveryOutcome::DeadLettered
@@ -332,13 +333,14 @@ async fn handle_reply(
                 return Err(failure(&resp));
             };
             let ttl = Some(envelope.ttl.to_string());
-            match broker
-                .ingest(vec![Incoming {
-                    event,
-                    ttl,
-                    headers: envelope.headers.clone(),
-                }])
-                .await
+            // Boxed: a reply is rare, and its ingest inline would grow every
+            // delivery's future (and the copies of it a spawn makes).
+            match Box::pin(broker.ingest(vec![Incoming {
+                event,
+                ttl,
+                headers: envelope.headers.clone(),
+            }]))
+            .await
             {
                 Ok(()) => {
                     ctx.counters.replies.inc();

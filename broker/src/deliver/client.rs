@@ -209,40 +209,51 @@ impl Client {
                 *req.headers_mut() = headers;
                 self.pooled(&target.host_key, connect, req, limit).await
             }
-            Route::General(url) => {
-                let resp = self
-                    .general
-                    .post(url.clone())
-                    .headers(headers.clone())
-                    .body(body.clone())
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        if e.is_timeout() {
-                            AttemptOutcome::Timeout
-                        } else {
-                            AttemptOutcome::Transport
-                        }
-                    })?;
-                let resp = http::Response::from(resp);
-                let status = resp.status().as_u16();
-                let (parts, mut body) = resp.into_parts();
-                let mut cut = Cut::new(limit, body.is_end_stream());
-                while let Some(frame) = body.frame().await {
-                    let frame = frame.map_err(|e| classify(&e))?;
-                    if let Ok(chunk) = frame.into_data()
-                        && !cut.push(&chunk)
-                    {
-                        break;
-                    }
+            // Boxed: reqwest's future is large, and https/proxied subscribers
+            // are the exception; inline it would grow every delivery's future.
+            Route::General(url) => Box::pin(self.general(url, headers, body, limit)).await,
+        }
+    }
+
+    /// One exchange through reqwest (https, proxies, credentials in the URL).
+    async fn general(
+        &self,
+        url: &reqwest::Url,
+        headers: &HeaderMap,
+        body: &Bytes,
+        limit: impl FnOnce() -> usize,
+    ) -> Result<Response, AttemptOutcome> {
+        let resp = self
+            .general
+            .post(url.clone())
+            .headers(headers.clone())
+            .body(body.clone())
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    AttemptOutcome::Timeout
+                } else {
+                    AttemptOutcome::Transport
                 }
-                Ok(Response {
-                    status,
-                    headers: parts.headers,
-                    body: cut.into_body(),
-                })
+            })?;
+        let resp = http::Response::from(resp);
+        let status = resp.status().as_u16();
+        let (parts, mut body) = resp.into_parts();
+        let mut cut = Cut::new(limit, body.is_end_stream());
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| classify(&e))?;
+            if let Ok(chunk) = frame.into_data()
+                && !cut.push(&chunk)
+            {
+                break;
             }
         }
+        Ok(Response {
+            status,
+            headers: parts.headers,
+            body: cut.into_body(),
+        })
     }
 
     /// One exchange on a pooled connection to `connect`, opening one if none
@@ -260,7 +271,9 @@ impl Client {
         let (mut conn, resp) = loop {
             let (mut conn, reused) = match self.checkout(key).await {
                 Some(conn) => (conn, true),
-                None => (self.connect(connect).await?, false),
+                // Boxed: opening a connection is rare once the pool is warm,
+                // and inline it would grow every delivery's future.
+                None => (Box::pin(self.connect(connect)).await?, false),
             };
             let sent = {
                 let mut answer = pin!(conn.sender.try_send_request(req));
