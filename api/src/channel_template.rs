@@ -1,9 +1,10 @@
 //! The channel of an `MTChannelBasedBroker`: Knative's `channel-template-spec`
 //! (a key of the ConfigMap the Broker's `spec.config` names) read into the
 //! in-memory channel, a Kafka topic or a NATS JetStream stream. The Kafka
-//! bootstrap servers and the NATS URL come from the ConfigMaps Knative's
-//! KafkaChannel and NatsJetStreamChannel read in `knative-eventing`
-//! (`kafka-channel-config`, `config-nats`), given in the same config. Pure.
+//! bootstrap servers and the NATS URL, credentials and TLS come from the
+//! ConfigMaps (and, for NATS, Secrets) Knative's KafkaChannel and
+//! NatsJetStreamChannel read in `knative-eventing` (`kafka-channel-config`,
+//! `config-nats`), given in the same config. Pure.
 
 use std::time::Duration;
 
@@ -16,8 +17,8 @@ use crate::error::{ConfigError, FieldPath};
 use crate::kafka::{KafkaBrokerConfig, check_server};
 use crate::load::{Config, Located};
 use crate::nats::{
-    DEFAULT_DUPLICATE_WINDOW, NatsBrokerConfig, NatsCredentials, NatsStorageKind, NatsTls,
-    check_url,
+    DEFAULT_DUPLICATE_WINDOW, NatsBrokerConfig, NatsClientCert, NatsCredentials, NatsStorageKind,
+    NatsTls, cert_problem, check_url, creds_problem, key_problem,
 };
 use crate::types::{BROKER_CLASS_ANNOTATION, Broker, ConfigMap, DEFAULT_BROKER_CLASS};
 
@@ -254,8 +255,54 @@ struct NatsStreamConfig {
 struct EventingNats {
     url: Option<String>,
     conn_opts: Option<Value>,
-    auth: Option<Value>,
-    tls: Option<Value>,
+    auth: Option<NatsAuth>,
+    /// How to verify the server (eventing-natss' `ENConfigRootCA`).
+    tls: Option<NatsRootCa>,
+}
+
+/// `auth` of `data["eventing-nats"]`: a `.creds` file and a client certificate.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NatsAuth {
+    credential_file: Option<NatsCredentialFile>,
+    tls: Option<NatsClientTls>,
+}
+
+/// `auth.credentialFile`: the Secret key holding a `.creds` file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NatsCredentialFile {
+    secret: Option<SecretKeySelector>,
+}
+
+/// `auth.tls`: a `kubernetes.io/tls` Secret with the client certificate.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NatsClientTls {
+    secret: Option<SecretReference>,
+}
+
+/// `tls`: the CA that signed the server's certificate, inline or in a Secret.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NatsRootCa {
+    ca_bundle: Option<String>,
+    secret: Option<SecretReference>,
+}
+
+/// A Kubernetes `SecretKeySelector` (name and key of a Secret).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretKeySelector {
+    name: Option<String>,
+    key: Option<String>,
+}
+
+/// A Kubernetes `LocalObjectReference` to a Secret.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretReference {
+    name: Option<String>,
 }
 
 /// The template in `doc` (found at `at`), or `None` after recording why not.
@@ -420,8 +467,8 @@ fn kafka_servers(at: &FieldPath, config: &Config, problems: &mut Problems) -> Op
     })
 }
 
-/// A NatsJetStreamChannel template: `spec.stream.config`, and the URL from
-/// `knative-eventing/config-nats`.
+/// A NatsJetStreamChannel template: `spec.stream.config`, and the URL,
+/// credentials and TLS from `knative-eventing/config-nats`.
 fn nats_template(
     spec: Value,
     spec_at: &FieldPath,
@@ -574,11 +621,11 @@ fn nats_template(
             ),
         );
     }
-    let servers = nats_servers(at, config, problems)?;
+    let (servers, credentials, tls) = nats_connection(at, config, problems)?;
     Some(ChannelTemplate::Nats(NatsBrokerConfig {
         servers,
-        credentials: NatsCredentials::None,
-        tls: NatsTls::default(),
+        credentials,
+        tls,
         storage,
         replicas,
         max_age,
@@ -589,9 +636,15 @@ fn nats_template(
     }))
 }
 
-/// The server URLs of `knative-eventing/config-nats` (`data["eventing-nats"]`,
-/// YAML with `url`), where Knative's NatsJetStreamChannel reads them.
-fn nats_servers(at: &FieldPath, config: &Config, problems: &mut Problems) -> Option<Vec<String>> {
+/// The server URLs, credentials and TLS of `knative-eventing/config-nats`
+/// (`data["eventing-nats"]`, YAML with `url`, `auth` and `tls`), where Knative's
+/// NatsJetStreamChannel reads them; the Secrets they name are in
+/// `knative-eventing` too.
+fn nats_connection(
+    at: &FieldPath,
+    config: &Config,
+    problems: &mut Problems,
+) -> Option<(Vec<String>, NatsCredentials, NatsTls)> {
     let Some(sys) = config.config_map(KNATIVE_SYSTEM_NAMESPACE, NATS_CHANNEL_CONFIG) else {
         problems.at(
             at.clone(),
@@ -617,6 +670,8 @@ fn nats_servers(at: &FieldPath, config: &Config, problems: &mut Problems) -> Opt
         ));
     }
     let mut servers = Vec::new();
+    let mut credentials = NatsCredentials::None;
+    let mut tls = NatsTls::default();
     match sys.object.data.get(NATS_CHANNEL_CONFIG_KEY) {
         None => errors.push((
             key_at.clone(),
@@ -628,15 +683,12 @@ fn nats_servers(at: &FieldPath, config: &Config, problems: &mut Problems) -> Opt
         {
             Err(e) => errors.push(e),
             Ok(n) => {
-                for (field, value) in [("auth", n.auth), ("tls", n.tls)] {
-                    if value.as_ref().is_some_and(|v| !is_zero(v)) {
-                        errors.push((
-                            key_at.key(field),
-                            "not supported yet: cebus connects without TLS or credential files"
-                                .to_owned(),
-                        ));
-                    }
-                }
+                let mut secrets = SystemSecrets {
+                    config,
+                    errors: &mut errors,
+                };
+                credentials = secrets.credentials(n.auth.as_ref(), &key_at.key("auth"));
+                tls = secrets.tls(n.auth.as_ref(), n.tls.as_ref(), &key_at);
                 // connOpts tune nats.go's reconnection; cebus reconnects without end
                 // on its own, so they have nothing to change.
                 let _ = n.conn_opts;
@@ -664,7 +716,186 @@ fn nats_servers(at: &FieldPath, config: &Config, problems: &mut Problems) -> Opt
             .into_iter()
             .map(|(field, message)| located(sys, field, message)),
     );
-    ok.then_some(servers)
+    ok.then_some((servers, credentials, tls))
+}
+
+/// eventing-natss' default key of the `.creds` file in `auth.credentialFile.secret`.
+const CREDS_KEY: &str = "nats.creds";
+/// The keys of a `kubernetes.io/tls` Secret (`auth.tls.secret`).
+const TLS_CERT_KEY: &str = "tls.crt";
+const TLS_KEY_KEY: &str = "tls.key";
+/// The key of the CA certificate in the Secret of `tls.secret`.
+const CA_KEY: &str = "ca.crt";
+
+/// The Secrets `config-nats` names, all in `knative-eventing`, with the errors
+/// found reading them (field path under the ConfigMap, message). No message
+/// holds a Secret's value.
+struct SystemSecrets<'a> {
+    config: &'a Config,
+    errors: &'a mut Vec<(FieldPath, String)>,
+}
+
+impl SystemSecrets<'_> {
+    /// `auth.credentialFile` (at `auth_at.credentialFile`): the `.creds` file.
+    fn credentials(&mut self, auth: Option<&NatsAuth>, auth_at: &FieldPath) -> NatsCredentials {
+        let Some(file) = auth.and_then(|a| a.credential_file.as_ref()) else {
+            return NatsCredentials::None;
+        };
+        let at = auth_at.key("credentialFile").key("secret");
+        let selector = file.secret.as_ref();
+        let name = selector.and_then(|s| s.name.as_deref());
+        let key = selector
+            .and_then(|s| s.key.as_deref())
+            .filter(|k| !k.is_empty());
+        // Where a problem with the key shows: the key, or the name when the key
+        // is eventing-natss' default.
+        let key_at = if key.is_some() {
+            at.key("key")
+        } else {
+            at.key("name")
+        };
+        self.value(
+            name,
+            &at.key("name"),
+            key.unwrap_or(CREDS_KEY),
+            &key_at,
+            "the NATS .creds file (user JWT and NKey seed)",
+            creds_problem,
+        )
+        .map_or(NatsCredentials::None, NatsCredentials::Creds)
+    }
+
+    /// `auth.tls` (the client certificate) and `tls` (the server's CA), under
+    /// `at` (`data.eventing-nats`). Either one means TLS, as in eventing-natss.
+    fn tls(
+        &mut self,
+        auth: Option<&NatsAuth>,
+        root_ca: Option<&NatsRootCa>,
+        at: &FieldPath,
+    ) -> NatsTls {
+        let client = auth.and_then(|a| a.tls.as_ref()).and_then(|t| {
+            let name_at = at.key("auth").key("tls").key("secret").key("name");
+            let name = t.secret.as_ref().and_then(|s| s.name.as_deref());
+            let what = "the client certificate (a kubernetes.io/tls Secret with tls.crt and \
+                        tls.key)";
+            let cert = self.value(name, &name_at, TLS_CERT_KEY, &name_at, what, cert_problem);
+            // Without the Secret, one error is enough.
+            let key = if name
+                .is_some_and(|n| self.config.secret(KNATIVE_SYSTEM_NAMESPACE, n).is_some())
+            {
+                self.value(name, &name_at, TLS_KEY_KEY, &name_at, what, key_problem)
+            } else {
+                None
+            };
+            Some(NatsClientCert {
+                cert: cert?,
+                key: key?,
+            })
+        });
+        let ca = root_ca.and_then(|r| {
+            let tls_at = at.key("tls");
+            match (r.ca_bundle.as_deref().filter(|b| !b.is_empty()), &r.secret) {
+                (Some(_), Some(_)) => {
+                    self.errors.push((
+                        tls_at,
+                        "set caBundle or secret, not both: each gives the CA certificate that \
+                         signed the server's"
+                            .to_owned(),
+                    ));
+                    None
+                }
+                (Some(bundle), None) => ca_bundle(bundle)
+                    .map_err(|e| self.errors.push((tls_at.key("caBundle"), e)))
+                    .ok(),
+                (None, Some(secret)) => {
+                    let name_at = tls_at.key("secret").key("name");
+                    self.value(
+                        secret.name.as_deref(),
+                        &name_at,
+                        CA_KEY,
+                        &name_at,
+                        "the CA certificate (ca.crt) that signed the server's",
+                        cert_problem,
+                    )
+                }
+                (None, None) => None,
+            }
+        });
+        NatsTls {
+            required: ca.is_some() || client.is_some(),
+            ca,
+            client,
+        }
+    }
+
+    /// The text under `key` of Secret `knative-eventing/<name>` (which holds
+    /// `what`), when `problem` finds nothing wrong with it; problems with the
+    /// name show at `name_at`, with the value at `key_at`.
+    fn value(
+        &mut self,
+        name: Option<&str>,
+        name_at: &FieldPath,
+        key: &str,
+        key_at: &FieldPath,
+        what: &str,
+        problem: fn(&str) -> Option<&'static str>,
+    ) -> Option<String> {
+        let ns = KNATIVE_SYSTEM_NAMESPACE;
+        let Some(name) = name.filter(|n| !n.is_empty()) else {
+            self.errors.push((
+                name_at.clone(),
+                format!("required: the name of the Secret in namespace {ns} holding {what}"),
+            ));
+            return None;
+        };
+        let Some(secret) = self.config.secret(ns, name) else {
+            self.errors.push((
+                name_at.clone(),
+                format!("Secret {ns}/{name} is not defined in the configuration; it holds {what}"),
+            ));
+            return None;
+        };
+        let problem = match secret.object.value(key).map(String::from_utf8) {
+            None if secret.object.has_key(key) => "is not valid base64".to_owned(),
+            None => {
+                self.errors.push((
+                    key_at.clone(),
+                    format!("Secret {ns}/{name} has no key {key:?}; it must hold {what}"),
+                ));
+                return None;
+            }
+            Some(Err(_)) => "is not UTF-8 text".to_owned(),
+            Some(Ok(v)) => match problem(&v) {
+                None => return Some(v),
+                Some(p) => p.to_owned(),
+            },
+        };
+        // Never the value: it is a secret.
+        self.errors.push((
+            key_at.clone(),
+            format!("Secret {ns}/{name} key {key:?} {problem}"),
+        ));
+        None
+    }
+}
+
+/// The PEM CA certificate of `tls.caBundle` (standard base64, as eventing-natss
+/// decodes it; line breaks are ignored).
+fn ca_bundle(bundle: &str) -> Result<String, String> {
+    use base64::Engine as _;
+    let compact: String = bundle.split_ascii_whitespace().collect();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .map_err(|_| {
+            "is not base64: write the PEM CA certificate base64-encoded (base64 -w0 ca.crt)"
+                .to_owned()
+        })?;
+    let pem = String::from_utf8(bytes)
+        .map_err(|_| "is base64, but not of a PEM CA certificate (not UTF-8 text)".to_owned())?;
+    match cert_problem(&pem) {
+        Some(p) => Err(format!("decoded, {p}")),
+        None => Ok(pem),
+    }
 }
 
 /// Records `delivery` and `subscribers` of a channel spec as unsupported.
@@ -1144,7 +1375,12 @@ mod tests {
                     ),
                 ),
                 vec![
-                    (NATS_CM, "data.eventing-nats.auth".into(), "not supported yet"),
+                    (
+                        NATS_CM,
+                        "data.eventing-nats.auth.credentialFile.secret.name".into(),
+                        "Secret knative-eventing/c is not defined in the configuration; it holds \
+                         the NATS .creds file",
+                    ),
                     (
                         NATS_CM,
                         "data.eventing-nats.url".into(),
@@ -1211,6 +1447,245 @@ mod tests {
                         && e.doc.is_some()
                 });
                 assert!(found, "no {object} {field}: {message}\n{text}\n{errors:#?}");
+            }
+        }
+    }
+
+    // A NATS `.creds` file, a PEM certificate and key (shapes only), and its seed.
+    use crate::nats::tests::{CERT, CREDS, KEY, SEED};
+
+    /// A NatsJetStreamChannel template with `config-nats` holding `settings`
+    /// (lines of `data["eventing-nats"]`) and the Secrets of `knative-eventing`
+    /// it may name: `nats-creds` (`nats.creds`, `other.creds`, `junk`),
+    /// `nats-client-tls` (`tls.crt`, `tls.key`), `nats-ca` (`ca.crt`),
+    /// `half-tls` (only `tls.crt`) and `swapped-tls` (a key as `tls.crt`). A
+    /// Secret's bad base64 is validation's (`data` of the Secret).
+    fn nats_with(settings: &str) -> String {
+        let q = |s: &str| serde_json::to_string(s).unwrap();
+        let settings: String = settings.lines().map(|l| format!("    {l}\n")).collect();
+        let secret = |name: &str, values: &[(&str, &str)]| {
+            let body: String = values
+                .iter()
+                .map(|(k, v)| format!("  {k}: {}\n", q(v)))
+                .collect();
+            format!(
+                "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: \
+                 knative-eventing}}\nstringData:\n{body}"
+            )
+        };
+        let system = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: config-nats, namespace: \
+             knative-eventing}}\ndata:\n  eventing-nats: |\n{settings}{}{}{}{}{}",
+            secret(
+                "nats-creds",
+                &[
+                    ("nats.creds", CREDS),
+                    ("other.creds", CREDS),
+                    ("junk", "hello")
+                ]
+            ),
+            secret("nats-client-tls", &[("tls.crt", CERT), ("tls.key", KEY)]),
+            secret("nats-ca", &[("ca.crt", CERT)]),
+            secret("half-tls", &[("tls.crt", CERT)]),
+            secret("swapped-tls", &[("tls.crt", KEY), ("tls.key", KEY)]),
+        );
+        yaml(
+            "apiVersion: messaging.knative.dev/v1alpha1\nkind: NatsJetStreamChannel",
+            &system,
+        )
+    }
+
+    #[test]
+    fn config_nats_auth_and_tls_become_credentials_and_tls() {
+        use base64::Engine as _;
+        let bundle = base64::engine::general_purpose::STANDARD.encode(CERT);
+        let mtls = NatsTls {
+            required: true,
+            ca: Some(CERT.into()),
+            client: Some(NatsClientCert {
+                cert: CERT.into(),
+                key: KEY.into(),
+            }),
+        };
+        let cases: Vec<(String, NatsCredentials, NatsTls)> = vec![
+            (
+                "url: nats://h:4222\nauth: {}\ntls: {}".into(),
+                NatsCredentials::None,
+                NatsTls::default(),
+            ),
+            (
+                // The key defaults to nats.creds, as in eventing-natss.
+                "url: nats://h:4222\nauth:\n  credentialFile:\n    secret: {name: nats-creds}"
+                    .into(),
+                NatsCredentials::Creds(CREDS.into()),
+                NatsTls::default(),
+            ),
+            (
+                "url: nats://h:4222\nauth:\n  credentialFile:\n    secret: {name: nats-creds, \
+                 key: other.creds}"
+                    .into(),
+                NatsCredentials::Creds(CREDS.into()),
+                NatsTls::default(),
+            ),
+            (
+                format!(
+                    "url: tls://h:4222\nconnOpts: {{maxReconnects: 5}}\nauth:\n  credentialFile:\n    \
+                     secret: {{name: nats-creds}}\n  tls:\n    secret: {{name: nats-client-tls}}\n\
+                     tls:\n  caBundle: {bundle}"
+                ),
+                NatsCredentials::Creds(CREDS.into()),
+                mtls.clone(),
+            ),
+            (
+                "url: nats://h:4222\nauth:\n  tls:\n    secret: {name: nats-client-tls}\n\
+                 tls:\n  secret: {name: nats-ca}"
+                    .into(),
+                NatsCredentials::None,
+                mtls,
+            ),
+            (
+                // Only the server's CA: TLS, without a client certificate.
+                "url: nats://h:4222\ntls:\n  secret: {name: nats-ca}".into(),
+                NatsCredentials::None,
+                NatsTls {
+                    required: true,
+                    ca: Some(CERT.into()),
+                    client: None,
+                },
+            ),
+        ];
+        for (settings, credentials, tls) in cases {
+            let got = template_of(&nats_with(&settings));
+            let Ok(ChannelTemplate::Nats(n)) = got else {
+                panic!("{settings}: {got:#?}")
+            };
+            assert_eq!(n.credentials, credentials, "{settings}");
+            assert_eq!(n.tls, tls, "{settings}");
+        }
+        // A tls:// URL asks for TLS by itself.
+        let Ok(ChannelTemplate::Nats(n)) =
+            template_of(&nats_with("url: tls://a:4222, nats://b:4222"))
+        else {
+            panic!("tls:// URLs")
+        };
+        assert_eq!(n.servers, ["tls://a:4222", "nats://b:4222"]);
+    }
+
+    #[test]
+    fn config_nats_auth_and_tls_errors_name_the_field_and_no_secret() {
+        use base64::Engine as _;
+        const NATS_CM: &str = "ConfigMap knative-eventing/config-nats";
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let at = |rest: &str| format!("data.eventing-nats.{rest}");
+        let creds = |secret: &str| {
+            format!("url: nats://h:4222\nauth:\n  credentialFile:\n    secret: {secret}")
+        };
+        let client =
+            |secret: &str| format!("url: nats://h:4222\nauth:\n  tls:\n    secret: {secret}");
+        let cases: Vec<(String, String, String)> = vec![
+            (
+                creds("{name: missing}"),
+                at("auth.credentialFile.secret.name"),
+                "Secret knative-eventing/missing is not defined in the configuration".into(),
+            ),
+            (
+                "url: nats://h:4222\nauth:\n  credentialFile: {}".into(),
+                at("auth.credentialFile.secret.name"),
+                "required: the name of the Secret in namespace knative-eventing holding the \
+                 NATS .creds file"
+                    .into(),
+            ),
+            (
+                creds("{name: nats-client-tls}"),
+                at("auth.credentialFile.secret.name"),
+                "Secret knative-eventing/nats-client-tls has no key \"nats.creds\"".into(),
+            ),
+            (
+                creds("{name: nats-creds, key: nope}"),
+                at("auth.credentialFile.secret.key"),
+                "Secret knative-eventing/nats-creds has no key \"nope\"".into(),
+            ),
+            (
+                creds("{name: nats-creds, key: junk}"),
+                at("auth.credentialFile.secret.key"),
+                "Secret knative-eventing/nats-creds key \"junk\" is not a NATS credentials file"
+                    .into(),
+            ),
+            (
+                creds("{name: nats-creds, optional: true}"),
+                at("auth.credentialFile.secret.optional"),
+                "unknown field `optional`".into(),
+            ),
+            (
+                client("{name: missing}"),
+                at("auth.tls.secret.name"),
+                "Secret knative-eventing/missing is not defined in the configuration".into(),
+            ),
+            (
+                client("{name: half-tls}"),
+                at("auth.tls.secret.name"),
+                "Secret knative-eventing/half-tls has no key \"tls.key\"".into(),
+            ),
+            (
+                client("{name: swapped-tls}"),
+                at("auth.tls.secret.name"),
+                "Secret knative-eventing/swapped-tls key \"tls.crt\" holds no PEM certificate"
+                    .into(),
+            ),
+            (
+                client("{}"),
+                at("auth.tls.secret.name"),
+                "required: the name of the Secret in namespace knative-eventing holding the \
+                 client certificate"
+                    .into(),
+            ),
+            (
+                "url: nats://h:4222\ntls:\n  secret: {name: nats-creds}".into(),
+                at("tls.secret.name"),
+                "Secret knative-eventing/nats-creds has no key \"ca.crt\"".into(),
+            ),
+            (
+                "url: nats://h:4222\ntls:\n  caBundle: 'MHcC!!'".into(),
+                at("tls.caBundle"),
+                "is not base64: write the PEM CA certificate base64-encoded".into(),
+            ),
+            (
+                format!("url: nats://h:4222\ntls:\n  caBundle: {}", b64(KEY)),
+                at("tls.caBundle"),
+                "decoded, holds no PEM certificate".into(),
+            ),
+            (
+                format!(
+                    "url: nats://h:4222\ntls:\n  caBundle: {}\n  secret: {{name: nats-ca}}",
+                    b64(CERT)
+                ),
+                at("tls"),
+                "set caBundle or secret, not both".into(),
+            ),
+            (
+                "url: nats://h:4222\ntls:\n  insecureSkipVerify: true".into(),
+                at("tls.insecureSkipVerify"),
+                "unknown field `insecureSkipVerify`".into(),
+            ),
+        ];
+        for (settings, field, message) in &cases {
+            let errors = template_of(&nats_with(settings)).expect_err(settings);
+            assert_eq!(errors.len(), 1, "{settings}\n{errors:#?}");
+            let e = &errors[0];
+            assert_eq!(e.object.as_deref(), Some(NATS_CM), "{settings}");
+            assert_eq!(
+                e.field.as_deref(),
+                Some(field.as_str()),
+                "{settings}: {e:#?}"
+            );
+            assert!(
+                e.message.starts_with(message.as_str()),
+                "{settings}: {:?} does not start with {message:?}",
+                e.message
+            );
+            // No message repeats a secret.
+            for secret in [SEED, "MHcC", "hello", "MIIB"] {
+                assert!(!e.message.contains(secret), "{settings}: {}", e.message);
             }
         }
     }

@@ -485,7 +485,7 @@ fn nkey_seed_problem(seed: &str) -> Option<&'static str> {
 }
 
 /// What is wrong with the content of a `.creds` file, if anything.
-fn creds_problem(creds: &str) -> Option<&'static str> {
+pub(crate) fn creds_problem(creds: &str) -> Option<&'static str> {
     (!(creds.contains("BEGIN NATS USER JWT") && creds.contains("BEGIN USER NKEY SEED"))).then_some(
         "is not a NATS credentials file: it needs a -----BEGIN NATS USER JWT----- block and a \
          -----BEGIN USER NKEY SEED----- block, as nsc generate creds writes them",
@@ -493,13 +493,13 @@ fn creds_problem(creds: &str) -> Option<&'static str> {
 }
 
 /// What is wrong with a PEM certificate bundle, if anything.
-fn cert_problem(pem: &str) -> Option<&'static str> {
+pub(crate) fn cert_problem(pem: &str) -> Option<&'static str> {
     (!pem.contains("-----BEGIN CERTIFICATE-----"))
         .then_some("holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
 }
 
 /// What is wrong with a PEM private key, if anything.
-fn key_problem(pem: &str) -> Option<&'static str> {
+pub(crate) fn key_problem(pem: &str) -> Option<&'static str> {
     let found = pem.lines().any(|l| {
         let l = l.trim();
         l.starts_with("-----BEGIN ") && l.ends_with("PRIVATE KEY-----")
@@ -557,19 +557,20 @@ fn resolve_secret(reference: &str, ns: &str, config: &Config) -> Result<String, 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::load::load_str;
     use std::path::Path;
 
     /// A user NKey seed (the example of async-nats's documentation).
-    const SEED: &str = "SUAIO3FHUX5PNV2LQIIP7TZ3N4L7TX3W53MQGEIVYFIGA635OZCKEYHFLM";
-    const CREDS: &str = "-----BEGIN NATS USER JWT-----\neyJ0eXAiOiJKV1QifQ.e30.c2ln\n\
+    pub(crate) const SEED: &str = "SUAIO3FHUX5PNV2LQIIP7TZ3N4L7TX3W53MQGEIVYFIGA635OZCKEYHFLM";
+    pub(crate) const CREDS: &str = "-----BEGIN NATS USER JWT-----\neyJ0eXAiOiJKV1QifQ.e30.c2ln\n\
          ------END NATS USER JWT------\n\n-----BEGIN USER NKEY SEED-----\n\
          SUAIO3FHUX5PNV2LQIIP7TZ3N4L7TX3W53MQGEIVYFIGA635OZCKEYHFLM\n\
          ------END USER NKEY SEED------\n";
-    const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
-    const KEY: &str = "-----BEGIN EC PRIVATE KEY-----\nMHcC\n-----END EC PRIVATE KEY-----\n";
+    pub(crate) const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    pub(crate) const KEY: &str =
+        "-----BEGIN EC PRIVATE KEY-----\nMHcC\n-----END EC PRIVATE KEY-----\n";
 
     /// Secret `default/nats` with every kind of value the keys refer to.
     fn config() -> Config {

@@ -1043,3 +1043,209 @@ pub async fn post_until_accepted(url: &str, id: &str, ty: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Operator mode for a [`PrivateNats`]: an operator that signs an account with
+/// JetStream limits (and the system account JetStream needs), and a user of that
+/// account, as `nsc` would make them.
+pub struct NatsOperator {
+    /// The nats-server configuration lines (operator, resolver, preloads).
+    pub config: String,
+    /// The user's `.creds` file, as `nsc generate creds` writes it.
+    pub creds: String,
+}
+
+impl NatsOperator {
+    /// Fresh keys and JWTs.
+    pub fn new() -> NatsOperator {
+        use nkeys::KeyPair;
+        let operator = KeyPair::new_operator();
+        let account = KeyPair::new_account();
+        let system = KeyPair::new_account();
+        let user = KeyPair::new_user();
+        let operator_jwt = nats_jwt(
+            &operator,
+            &operator.public_key(),
+            "cebus-test",
+            serde_json::json!({"type": "operator", "version": 2}),
+        );
+        let account_jwt = nats_jwt(
+            &operator,
+            &account.public_key(),
+            "cebus",
+            serde_json::json!({
+                "limits": {
+                    "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+                    "wildcards": true, "conn": -1, "leaf": -1,
+                    "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1
+                },
+                "default_permissions": {"pub": {}, "sub": {}},
+                "type": "account",
+                "version": 2
+            }),
+        );
+        let system_jwt = nats_jwt(
+            &operator,
+            &system.public_key(),
+            "SYS",
+            serde_json::json!({"type": "account", "version": 2}),
+        );
+        let user_jwt = nats_jwt(
+            &account,
+            &user.public_key(),
+            "broker",
+            serde_json::json!({
+                "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
+                "type": "user", "version": 2
+            }),
+        );
+        let config = format!(
+            "operator: {operator_jwt}\nsystem_account: {sys}\nresolver: MEMORY\n\
+             resolver_preload: {{\n  {acc}: {account_jwt}\n  {sys}: {system_jwt}\n}}\n",
+            acc = account.public_key(),
+            sys = system.public_key(),
+        );
+        let creds = format!(
+            "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+             ************************* IMPORTANT *************************\n\
+             NKEY Seed printed below can be used to sign and prove identity.\n\
+             NKEYs are sensitive and should be treated as secrets.\n\n\
+             -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n\n\
+             *************************************************************\n",
+            user.seed().expect("the user's seed")
+        );
+        NatsOperator { config, creds }
+    }
+}
+
+impl Default for NatsOperator {
+    fn default() -> Self {
+        NatsOperator::new()
+    }
+}
+
+/// A NATS JWT (the nats-jwt v2 encoding): base64url JSON claims signed with
+/// ed25519 by `issuer`.
+fn nats_jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> String {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let iat = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    let claims = serde_json::json!({
+        "jti": unique(name).to_uppercase(),
+        "iat": iat,
+        "iss": issuer.public_key(),
+        "name": name,
+        "sub": subject,
+        "nats": nats,
+    });
+    let signed = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims.to_string()));
+    let signature = issuer.sign(signed.as_bytes()).expect("sign the JWT");
+    format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+/// Runs openssl with `args` in `dir`; panics with its output when it fails.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    run_tool(
+        Command::new("openssl").args(args).current_dir(dir),
+        b"",
+        Duration::from_secs(60),
+    );
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made by
+/// the openssl CLI in `dir`: `ca.pem`, `server.pem`/`.key`, `client.pem`/`.key`.
+/// Panics when openssl is missing.
+pub fn make_certificates(dir: &std::path::Path) {
+    let version = Command::new("openssl").arg("version").output();
+    assert!(
+        version.is_ok_and(|o| o.status.success()),
+        "the openssl CLI is needed to make the test certificates (Debian package openssl)"
+    );
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        dir,
+        &[
+            &["req", "-x509", "-days", "2", "-subj", "/CN=cebus test CA"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        ]
+        .concat(),
+    );
+    for (name, usage) in [
+        ("server", "serverAuth\nsubjectAltName=IP:127.0.0.1"),
+        ("client", "clientAuth"),
+    ] {
+        let (key, csr, pem, ext) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("{name}.ext"),
+        );
+        std::fs::write(
+            dir.join(&ext),
+            format!("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage={usage}\n"),
+        )
+        .expect("write the extensions file");
+        openssl(
+            dir,
+            &[
+                &["req", "-new", "-subj", &format!("/CN={name}")][..],
+                &ec,
+                &["-keyout", &key, "-out", &csr],
+            ]
+            .concat(),
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+                "-out",
+                &pem,
+            ],
+        );
+    }
+}
+
+/// The nats-server `tls` block for the certificates of [`make_certificates`]
+/// in `dir`: the server certificate, and clients must present one the CA
+/// signed (mutual TLS).
+pub fn nats_mutual_tls_config(dir: &std::path::Path) -> String {
+    let path = |f: &str| dir.join(f).display().to_string();
+    format!(
+        "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: true\n  \
+         timeout: 5\n}}\n",
+        path("server.pem"),
+        path("server.key"),
+        path("ca.pem")
+    )
+}

@@ -3,16 +3,22 @@
 //! (against the real Kafka, the topic checked with `kcat`) or a
 //! NatsJetStreamChannel (against the real nats-server, the stream checked with
 //! `nats-py`), with the servers in Knative's ConfigMaps of `knative-eventing`.
+//! One NatsJetStreamChannel test runs its own nats-server in operator mode with
+//! mutual TLS, its `.creds` file and certificates in `config-nats`' Secrets.
 //!
 //! `scripts/test` starts Kafka and nats-server and sets `KAFKA_BOOTSTRAP` and
-//! `NATS_URL`; without them these tests fail, they never skip.
+//! `NATS_URL`; nats-server and openssl must be installed. Without them these
+//! tests fail, they never skip.
 
 use std::process::Command;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use cebus_e2e::{
-    Cebus, Sink, cloudevents_python, kafka_bootstrap, kcat_consume, nats_url, post_binary,
-    post_until_accepted, run_tool, unique,
+    Cebus, NatsOperator, PrivateNats, Sink, cloudevents_python, kafka_bootstrap, kcat_consume,
+    make_certificates, nats_mutual_tls_config, nats_url, post_binary, post_until_accepted,
+    run_tool, unique, wait_for_id,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -188,4 +194,57 @@ async fn a_nats_jetstream_channel_template_runs_the_broker_on_a_stream() {
         info["state"]["last_seq"].as_u64() >= Some(1),
         "the event went through the stream: {info}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_jetstream_channel_template_uses_config_nats_creds_and_mutual_tls() {
+    // A server that wants both a client certificate its CA signed and a user
+    // of its operator (the .creds file).
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+    let operator = NatsOperator::new();
+    let nats = PrivateNats::start_with_config(Some(&format!(
+        "{}{}",
+        operator.config,
+        nats_mutual_tls_config(dir.path())
+    )));
+    let url = format!("tls://127.0.0.1:{}", nats.port);
+    // eventing-natss' layout: the CA inline as base64, the .creds file and the
+    // client certificate in Secrets of knative-eventing (the latter as a
+    // kubernetes.io/tls Secret, base64 under data, as Kubernetes stores it).
+    let system = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config-nats\n  \
+         namespace: knative-eventing\ndata:\n  eventing-nats: |\n    url: {url}\n    \
+         connOpts: {{retryOnFailedConnect: true, maxReconnects: 5}}\n    auth:\n      \
+         credentialFile:\n        secret:\n          name: nats-creds\n      tls:\n        \
+         secret:\n          name: nats-client-tls\n    tls:\n      caBundle: {ca}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata:\n  name: nats-creds\n  namespace: \
+         knative-eventing\nstringData:\n  nats.creds: {creds}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata:\n  name: nats-client-tls\n  namespace: \
+         knative-eventing\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {crt}\n  tls.key: {key}\n",
+        ca = STANDARD.encode(read("ca.pem")),
+        // A JSON string is a YAML double-quoted scalar: the file keeps its lines.
+        creds = serde_json::to_string(&operator.creds).unwrap(),
+        crt = STANDARD.encode(read("client.pem")),
+        key = STANDARD.encode(read("client.key")),
+    );
+    let sink = Sink::start().await;
+    let broker = unique("jsc-auth");
+    let cebus = Cebus::start(&channel_broker_yaml(
+        &broker,
+        "apiVersion: messaging.knative.dev/v1alpha1\nkind: NatsJetStreamChannel\nspec:\n  \
+         stream:\n    config:\n      storage: Memory",
+        &system,
+        &sink.url(),
+    ))
+    .await;
+    post_until_accepted(
+        &cebus.broker_url("default", &broker),
+        "js-auth-1",
+        "order.created",
+    )
+    .await;
+    wait_for_id(&sink, "js-auth-1", WAIT).await;
+    drop(nats);
 }
