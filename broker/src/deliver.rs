@@ -43,6 +43,44 @@ pub struct Ctx {
     pub default_timeout: Duration,
     /// Outbound request permits per destination host.
     pub outbound: Arc<HostLimits>,
+    /// The last URL this trigger sent to, resolved (its subscriber, nearly
+    /// always).
+    pub resolved: Arc<ResolvedCache>,
+}
+
+/// A URL turned into a request target, with its host's permits.
+#[derive(Debug)]
+pub struct Resolved {
+    url: reqwest::Url,
+    /// `None` when the URL has no host or port (every attempt fails).
+    target: Option<(Target, Arc<Semaphore>)>,
+}
+
+/// One trigger's last [`Resolved`] URL: resolving parses the URL, formats the
+/// host key and `Host` header and looks the host's permits up, which cost more
+/// per delivery than keeping the result.
+#[derive(Debug, Default)]
+pub struct ResolvedCache(arc_swap::ArcSwapOption<Resolved>);
+
+impl ResolvedCache {
+    /// `url` resolved, from the cache when it is the last one.
+    fn get(&self, url: &reqwest::Url, client: &Client, outbound: &HostLimits) -> Arc<Resolved> {
+        if let Some(r) = self.0.load_full()
+            && r.url == *url
+        {
+            return r;
+        }
+        let target = client.target(url).map(|t| {
+            let permits = outbound.permits(&t.host_key);
+            (t, permits)
+        });
+        let r = Arc::new(Resolved {
+            url: url.clone(),
+            target,
+        });
+        self.0.store(Some(r.clone()));
+        r
+    }
 }
 
 /// A bound on requests in flight to each destination (`host:port`), so the
@@ -203,13 +241,14 @@ async fn send(
     reply: Option<(&Envelope, &TriggerPlan)>,
 ) -> Result<(), Failure> {
     let timeout = policy.timeout.unwrap_or(ctx.default_timeout);
-    let target = ctx.client.target(url);
+    let resolved = ctx.resolved.get(url, &ctx.client, &ctx.outbound);
+    let target = resolved.target.as_ref();
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;
         ctx.counters.attempts.inc();
         let (outcome, failure, retry_after) =
-            match attempt_once(ctx, request, target.as_ref(), timeout).await {
+            match attempt_once(ctx, request, target, timeout).await {
                 Ok(resp) if (200..300).contains(&resp.status) => {
                     let Some((envelope, plan)) = reply else {
                         return Ok(());
@@ -255,18 +294,16 @@ async fn send(
 async fn attempt_once(
     ctx: &Ctx,
     request: &Request,
-    target: Option<&Target>,
+    target: Option<&(Target, Arc<Semaphore>)>,
     timeout: Duration,
 ) -> Result<Response, AttemptOutcome> {
     let work = async {
-        let target = target.ok_or(AttemptOutcome::Transport)?;
+        let (target, permits) = target.ok_or(AttemptOutcome::Transport)?;
         // Held for the request and its body, not for backoff waits. The permit
         // wait counts against the attempt's timeout, so a saturated host shows up
         // as timeouts, never as an unbounded wait.
-        let _permit = ctx
-            .outbound
-            .permits(&target.host_key)
-            .acquire_owned()
+        let _permit = permits
+            .acquire()
             .await
             .map_err(|_| AttemptOutcome::Transport)?;
         // Read at most what a reply may hold; the rest is not needed.
@@ -360,5 +397,32 @@ async fn handle_reply(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_last_url_is_resolved_once_and_a_new_one_again() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (client, limits) = (Client::new(4), HostLimits::new(4));
+        let cache = ResolvedCache::default();
+        let url = |u: &str| reqwest::Url::parse(u).unwrap();
+        let a = cache.get(&url("http://sink:8080/a"), &client, &limits);
+        let again = cache.get(&url("http://sink:8080/a"), &client, &limits);
+        assert!(Arc::ptr_eq(&a, &again), "the same URL comes from the cache");
+        let b = cache.get(&url("http://sink:8080/b"), &client, &limits);
+        assert!(!Arc::ptr_eq(&a, &b), "another URL is resolved anew");
+        let (ta, pa) = a.target.as_ref().expect("a host and port");
+        let (tb, pb) = b.target.as_ref().expect("a host and port");
+        assert_eq!(ta.host_key, "sink:8080");
+        assert_eq!(tb.host_key, "sink:8080");
+        assert!(Arc::ptr_eq(pa, pb), "one host, one set of permits");
+        let other = cache.get(&url("http://other/"), &client, &limits);
+        let (to, po) = other.target.as_ref().expect("a host and port");
+        assert_eq!(to.host_key, "other:80");
+        assert!(!Arc::ptr_eq(pa, po), "another host has its own permits");
     }
 }

@@ -429,6 +429,7 @@ impl BrokerRuntime {
             counters: self.shared.metrics.trigger(&self.key, &plan.load().name),
             default_timeout: self.shared.limits.default_timeout,
             outbound: self.shared.outbound.clone(),
+            resolved: Arc::default(),
         };
         let queued = Arc::new(AtomicUsize::new(0));
         let slots = Arc::new(Semaphore::new(self.shared.limits.max_in_flight_per_trigger));
