@@ -311,8 +311,9 @@ impl tower_service::Service<Request> for Front {
         if fast {
             let state = self.state.clone();
             return Box::pin(async move {
-                let path = request.uri().path().to_owned();
-                let (namespace, name) = plain_broker_path(&path).unwrap_or_default();
+                // A `Uri` clone shares its bytes: no copy of the path.
+                let uri = request.uri().clone();
+                let (namespace, name) = plain_broker_path(uri.path()).unwrap_or_default();
                 Ok(accept(&state, namespace, name, request).await)
             });
         }
