@@ -50,12 +50,12 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::{Mutex, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::binding::kafka::{self as binding, KafkaRecord};
 use crate::cursor::{self, Cursor, CursorStart};
 pub use crate::nats::{TTL_HEADER, TYPED_HEADER};
-use crate::{Channel, ChannelError, DEFAULT_TTL, Envelope, Record};
+use crate::{Channel, ChannelError, DEFAULT_TTL, Envelope, Feed, Record};
 
 /// Knative's default partition count of a broker topic.
 pub const DEFAULT_PARTITIONS: i32 = 10;
@@ -387,9 +387,8 @@ pub struct KafkaChannel {
     link: watch::Receiver<Link>,
     closed: AtomicBool,
     close_tx: watch::Sender<bool>,
-    rx: Mutex<mpsc::Receiver<Record>>,
+    feed: Feed,
     handed: Arc<AtomicUsize>,
-    acks: mpsc::UnboundedSender<u64>,
 }
 
 impl std::fmt::Debug for KafkaChannel {
@@ -433,9 +432,8 @@ impl KafkaChannel {
             link,
             closed: AtomicBool::new(false),
             close_tx,
-            rx: Mutex::new(rx),
+            feed: Feed::new(rx, acks),
             handed,
-            acks,
         }
     }
 
@@ -516,13 +514,13 @@ impl Channel for KafkaChannel {
     }
 
     async fn recv(&self) -> Option<Record> {
-        self.rx.lock().await.recv().await
+        self.feed.recv().await
     }
 
     fn ack(&self, offset: u64) {
         // The consumer task takes it; if it is gone, so is the consumer, and the
         // uncommitted records are redelivered to the next one.
-        let _ = self.acks.send(offset);
+        self.feed.ack(offset);
     }
 
     fn close(&self) {
@@ -608,8 +606,7 @@ impl KafkaChannel {
             shared_start: lanes(&shared),
             inner: cursor::Inner::Kafka(KafkaCursor {
                 group: settings.group.clone(),
-                rx: Mutex::new(rx),
-                acks,
+                feed: Feed::new(rx, acks),
                 close_tx,
                 task,
                 clients,
@@ -776,8 +773,7 @@ type Offsets = BTreeMap<i32, i64>;
 /// A trigger's own reader (see [`crate::cursor`]).
 pub(crate) struct KafkaCursor {
     group: String,
-    rx: Mutex<mpsc::Receiver<Record>>,
-    acks: mpsc::UnboundedSender<u64>,
+    feed: Feed,
     close_tx: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     clients: Arc<Clients>,
@@ -793,11 +789,11 @@ impl std::fmt::Debug for KafkaCursor {
 
 impl KafkaCursor {
     pub(crate) async fn recv(&self) -> Option<Record> {
-        self.rx.lock().await.recv().await
+        self.feed.recv().await
     }
 
     pub(crate) fn ack(&self, position: u64) {
-        let _ = self.acks.send(position);
+        self.feed.ack(position);
     }
 
     pub(crate) async fn close(self, delete: bool) -> Result<(), ChannelError> {

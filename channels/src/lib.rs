@@ -234,3 +234,36 @@ pub(crate) fn record_ttl(
         .map_err(|e| format!("attribute {}: {e}", cebus_events::attr::KNATIVE_BROKER_TTL)),
     }
 }
+
+/// The consumer side of a backend reader: the records its task hands out, and
+/// the acknowledgements going back to the task that sends them (so `ack` stays
+/// synchronous). Shared by every channel and cursor that reads in a task.
+#[derive(Debug)]
+pub(crate) struct Feed {
+    rx: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Record>>,
+    acks: tokio::sync::mpsc::UnboundedSender<u64>,
+}
+
+impl Feed {
+    /// Reads from `rx`; acks go to `acks`.
+    pub(crate) fn new(
+        rx: tokio::sync::mpsc::Receiver<Record>,
+        acks: tokio::sync::mpsc::UnboundedSender<u64>,
+    ) -> Feed {
+        Feed {
+            rx: tokio::sync::Mutex::new(rx),
+            acks,
+        }
+    }
+
+    /// The next record; `None` once the task ended.
+    pub(crate) async fn recv(&self) -> Option<Record> {
+        self.rx.lock().await.recv().await
+    }
+
+    /// Acknowledges `position`. If the task is gone, so is its connection, and
+    /// the backend gives the record again after a restart (at least once).
+    pub(crate) fn ack(&self, position: u64) {
+        let _ = self.acks.send(position);
+    }
+}

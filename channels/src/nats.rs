@@ -32,7 +32,7 @@ use tokio::sync::{Mutex, mpsc, watch};
 
 use crate::binding::nats::{self as binding, NatsMessage};
 use crate::cursor::{self, Cursor, CursorStart};
-use crate::{Channel, ChannelError, DEFAULT_TTL, Envelope, Record};
+use crate::{Channel, ChannelError, DEFAULT_TTL, Envelope, Feed, Record};
 
 /// Credentials and TLS as the broker's ConfigMap gives them (Debug redacts secrets).
 pub use cebus_api::{NatsClientCert, NatsCredentials, NatsTls};
@@ -335,9 +335,8 @@ pub struct NatsChannel {
     link: watch::Receiver<Link>,
     closed: AtomicBool,
     close_tx: watch::Sender<bool>,
-    rx: Mutex<mpsc::Receiver<Record>>,
+    feed: Feed,
     outstanding: Outstanding,
-    acks: mpsc::UnboundedSender<u64>,
 }
 
 impl std::fmt::Debug for NatsChannel {
@@ -372,9 +371,8 @@ impl NatsChannel {
             link,
             closed: AtomicBool::new(false),
             close_tx,
-            rx: Mutex::new(rx),
+            feed: Feed::new(rx, acks),
             outstanding,
-            acks,
         }
     }
 
@@ -446,13 +444,13 @@ impl Channel for NatsChannel {
     }
 
     async fn recv(&self) -> Option<Record> {
-        self.rx.lock().await.recv().await
+        self.feed.recv().await
     }
 
     fn ack(&self, offset: u64) {
         // The acker task sends it; if it is gone the connection is gone and
         // JetStream redelivers after ack_wait.
-        let _ = self.acks.send(offset);
+        self.feed.ack(offset);
     }
 
     fn close(&self) {
@@ -625,8 +623,7 @@ impl NatsChannel {
             shared_start: [(0, shared_next)].into(),
             inner: cursor::Inner::Nats(Box::new(NatsCursor {
                 name: consumer_name,
-                rx: Mutex::new(rx),
-                acks,
+                feed: Feed::new(rx, acks),
                 close_tx,
                 task,
                 acker,
@@ -652,8 +649,7 @@ async fn delete_consumer(stream: &stream::Stream, name: &str) -> Result<(), Chan
 /// A trigger's own reader on NATS (see [`crate::cursor`]).
 pub(crate) struct NatsCursor {
     name: String,
-    rx: Mutex<mpsc::Receiver<Record>>,
-    acks: mpsc::UnboundedSender<u64>,
+    feed: Feed,
     close_tx: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     acker: tokio::task::JoinHandle<()>,
@@ -672,11 +668,11 @@ impl std::fmt::Debug for NatsCursor {
 
 impl NatsCursor {
     pub(crate) async fn recv(&self) -> Option<Record> {
-        self.rx.lock().await.recv().await
+        self.feed.recv().await
     }
 
     pub(crate) fn ack(&self, position: u64) {
-        let _ = self.acks.send(position);
+        self.feed.ack(position);
     }
 
     /// Whether JetStream holds no message delivered to this consumer and not
@@ -693,7 +689,7 @@ impl NatsCursor {
         let _ = self.close_tx.send(true);
         let _ = tokio::time::timeout(CURSOR_CLOSE_MAX, self.task).await;
         // The acker sends what was acknowledged, then ends with its channel.
-        drop(self.acks);
+        drop(self.feed);
         let _ = tokio::time::timeout(CURSOR_CLOSE_MAX, self.acker).await;
         let _ = tokio::time::timeout(CURSOR_CLOSE_MAX, self.client.flush()).await;
         if delete {
