@@ -18,6 +18,32 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// How often [`allocator_upkeep`] nudges mimalloc.
+const UPKEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Lets mimalloc hand freed memory back to the OS while the process is idle.
+///
+/// mimalloc returns freed pages to the OS a delay (1 s) after they were freed,
+/// but it only checks for pages whose delay has passed when it frees a page
+/// itself. A broker that loaded a large config and then sits idle therefore kept
+/// the loader's garbage resident (with 10,000 triggers: 100 MiB, against 75 MiB
+/// with this upkeep). Freeing one huge block is such a page free: it costs a few
+/// microseconds every [`UPKEEP_EVERY`], and with no purge due it does nothing.
+/// (`mi_collect` would do this directly, but it is an FFI call and the project
+/// has no `unsafe`.)
+async fn allocator_upkeep() {
+    /// Larger than mimalloc's largest size class, so it gets a page of its own,
+    /// which is freed at once; never touched, so it never becomes resident.
+    const HUGE: usize = 64 << 20;
+    let mut tick = tokio::time::interval(UPKEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        // `black_box`: an allocation that is freed unused may be optimised away.
+        drop(std::hint::black_box(Vec::<u8>::with_capacity(HUGE)));
+    }
+}
+
 /// CloudEvents broker and trigger router: Knative Eventing in one binary.
 #[derive(Debug, Parser)]
 #[command(name = "cebus", version, about, long_about = None)]
@@ -94,6 +120,7 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     let result = runtime.block_on(async move {
+        tokio::spawn(allocator_upkeep());
         match cli.command {
             Command::Run(args) => run(args).await,
             Command::Send(args) => send::send(args).await,
