@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -150,7 +150,10 @@ pub struct TriggerRuntime {
     plan: Arc<ArcSwap<TriggerPlan>>,
     // Unbounded in type, bounded in fact: every queued item is an unacknowledged
     // channel record, and the channel holds at most `channel_capacity` of those.
-    tx: mpsc::UnboundedSender<Work>,
+    // Made, with its dispatcher task, the first time an event has to wait: most
+    // triggers never queue (their deliveries start straight from `submit`), and
+    // an idle queue and task cost about 2.7 KiB per trigger.
+    tx: OnceLock<mpsc::UnboundedSender<Work>>,
     /// Items in `tx` not yet taken by the dispatcher.
     queued: Arc<AtomicUsize>,
     /// In-flight delivery slots (`max_in_flight_per_trigger`).
@@ -183,12 +186,28 @@ impl TriggerRuntime {
             return;
         }
         self.queued.fetch_add(1, Ordering::AcqRel);
-        if let Err(mpsc::error::SendError(work)) = self.tx.send(work) {
+        let tx = self.tx.get_or_init(|| self.start_dispatcher());
+        if let Err(mpsc::error::SendError(work)) = tx.send(work) {
             // The dispatcher is gone (the trigger was removed): dropping the work
             // acknowledges this trigger's share.
             self.queued.fetch_sub(1, Ordering::AcqRel);
             drop(work);
         }
+    }
+
+    /// Spawns the dispatcher that drains this trigger's queue; it ends when the
+    /// trigger (the only sender) is dropped.
+    fn start_dispatcher(&self) -> mpsc::UnboundedSender<Work> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.shared.tasks.spawn(dispatch(
+            rx,
+            self.plan.clone(),
+            self.queued.clone(),
+            self.slots.clone(),
+            self.ctx.clone(),
+            self.shared.clone(),
+        ));
+        tx
     }
 }
 
@@ -421,7 +440,6 @@ impl BrokerRuntime {
     }
 
     fn start_trigger(self: &Arc<Self>, plan: Arc<TriggerPlan>) -> Arc<TriggerRuntime> {
-        let (tx, rx) = mpsc::unbounded_channel();
         let plan = Arc::new(ArcSwap::new(plan));
         let ctx = deliver::Ctx {
             client: self.shared.client.clone(),
@@ -433,17 +451,9 @@ impl BrokerRuntime {
         };
         let queued = Arc::new(AtomicUsize::new(0));
         let slots = Arc::new(Semaphore::new(self.shared.limits.max_in_flight_per_trigger));
-        self.shared.tasks.spawn(dispatch(
-            rx,
-            plan.clone(),
-            queued.clone(),
-            slots.clone(),
-            ctx.clone(),
-            self.shared.clone(),
-        ));
         Arc::new(TriggerRuntime {
             plan,
-            tx,
+            tx: OnceLock::new(),
             queued,
             slots,
             ctx,
