@@ -8,6 +8,7 @@ mod hist;
 mod load;
 mod nats_direct;
 mod pace;
+mod proxy;
 mod report;
 mod scenario;
 mod sink;
@@ -38,6 +39,14 @@ enum Command {
     /// JetStream alone, no cebus: publish with ack and a pull consumer on
     /// `$NATS_URL`, the baseline to set beside `nats-e2e-1`.
     NatsDirect(NatsDirectArgs),
+    /// The `proxy` baseline's process (started by `scenario e2e-1`): answers 202
+    /// and forwards each event to `--to`; prints its address on the first line.
+    #[command(hide = true)]
+    Proxy {
+        /// The sink's address.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+    },
     /// Print the median of several `--json` reports of one scenario.
     Median {
         /// Report files.
@@ -173,6 +182,16 @@ fn main() -> anyhow::Result<()> {
             let figures = runtime.block_on(nats_direct::run(&opts))?;
             print!("{}", nats_direct::table(&opts, &figures));
             Ok(())
+        }
+        Command::Proxy { to } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                println!("{}", listener.local_addr()?);
+                proxy::serve(listener, to).await
+            })
         }
         Command::Scenario(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -16,6 +16,9 @@ pub enum Target {
     Direct,
     /// Through a `cebus run`.
     Broker,
+    /// Through `cebus-bench proxy`: accept and forward, nothing else; the
+    /// ceiling of any two-hop path on the machine.
+    Proxy,
 }
 
 /// The settings a report was measured with.
@@ -128,7 +131,7 @@ impl Report {
         for row in &mut self.rows {
             match row.target {
                 Some(Target::Direct) => direct.push((row.load.clone(), row.delivered_per_s)),
-                Some(Target::Broker) => {
+                Some(Target::Broker | Target::Proxy) => {
                     let headline = if row.matches_per_event == 0 {
                         row.accepted_per_s
                     } else {
@@ -267,6 +270,7 @@ fn target_name(t: Option<Target>) -> &'static str {
     match t {
         Some(Target::Direct) => "direct",
         Some(Target::Broker) => "broker",
+        Some(Target::Proxy) => "proxy",
         None => "-",
     }
 }

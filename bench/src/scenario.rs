@@ -1,6 +1,8 @@
 //! The scenarios: what each one configures, sends and reports. Every throughput
 //! or latency scenario measures `direct` (generator straight to the sink) in the
-//! same run, so each broker figure sits beside the machine's own limit.
+//! same run, so each broker figure sits beside the machine's own limit; `e2e-1`
+//! also measures `proxy` (accept and forward, nothing else: the ceiling of any
+//! two-hop path).
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use crate::event::EventShape;
 use crate::hist::LatencySummary;
 use crate::load::{self, LoadPlan, Mode};
 use crate::pace::Schedule;
+use crate::proxy::Proxy;
 use crate::report::{Report, Row, Settings, Target};
 use crate::sink::{Sink, SinkReply};
 use crate::yaml::{self, Backend, BrokerSpec, TriggerSpec};
@@ -69,7 +72,7 @@ pub const NAMES: &[(&str, &str)] = &[
     ),
     (
         "e2e-1",
-        "one trigger with an exact type filter: delivered events/s",
+        "one trigger with an exact type filter: delivered events/s (beside direct and a bare proxy)",
     ),
     (
         "fanout-N",
@@ -164,6 +167,7 @@ impl Options {
 }
 
 /// One broker configuration and the load sent to it.
+#[derive(Clone)]
 struct Case {
     label: String,
     triggers: Vec<TriggerSpec>,
@@ -303,7 +307,7 @@ pub async fn run(name: &str, opts: &Options) -> anyhow::Result<Report> {
                 .into(),
         );
     }
-    let names = std::iter::once("direct".to_owned()).chain(
+    let names = ["direct".to_owned(), "proxy".to_owned()].into_iter().chain(
         cases
             .iter()
             .flat_map(|c| c.triggers.iter().map(|t| t.name.clone())),
@@ -328,8 +332,11 @@ pub async fn run(name: &str, opts: &Options) -> anyhow::Result<Report> {
             matches: 1,
             mode: m,
         };
-        let row = phase(opts, &sink, None, &case).await?;
+        let row = phase(opts, &sink, Under::Direct, &case).await?;
         report.rows.push(row);
+        if kind == Kind::E2e1 {
+            report.rows.push(proxy_phase(opts, &sink, &case).await?);
+        }
         if let Kind::Latency(_) = kind {
             // Keep each rate's direct row next to its broker row.
             let broker_case = cases.iter().find(|c| c.mode == m).expect("a case per mode");
@@ -366,7 +373,7 @@ async fn broker_phase(
     ));
     let (cebus, ready) = Cebus::start(&opts.cebus, &yaml).await?;
     let result = match first_delivery(opts, sink, &cebus, case).await {
-        Ok(()) => phase(opts, sink, Some(&cebus), case).await,
+        Ok(()) => phase(opts, sink, Under::Broker(&cebus), case).await,
         Err(e) => Err(e),
     };
     let rss = cebus.rss_kib().ok();
@@ -400,21 +407,58 @@ async fn first_delivery(
         .with_context(|| format!("no first delivery:\n{}", cebus.log_tail()))
 }
 
-/// Sends one case's load (to the sink, or through `cebus`) and measures it.
-async fn phase(
-    opts: &Options,
-    sink: &Sink,
-    cebus: Option<&Cebus>,
-    case: &Case,
-) -> anyhow::Result<Row> {
-    let target = if cebus.is_some() {
-        Target::Broker
-    } else {
-        Target::Direct
+/// The `proxy` baseline with `direct`'s load: the same events, through
+/// `cebus-bench proxy` to the sink's `/proxy`.
+async fn proxy_phase(opts: &Options, sink: &Sink, direct: &Case) -> anyhow::Result<Row> {
+    status("starting the proxy baseline");
+    let proxy = Proxy::start(sink.addr()).await?;
+    let case = Case {
+        label: "proxy".into(),
+        ..direct.clone()
     };
-    let (addr, path) = match cebus {
-        Some(c) => (c.addr(), INGRESS_PATH.to_owned()),
-        None => (sink.addr(), "/direct".to_owned()),
+    let row = phase(opts, sink, Under::Proxy(&proxy), &case).await;
+    proxy.stop().await;
+    row
+}
+
+/// What a phase sends through.
+#[derive(Clone, Copy)]
+enum Under<'a> {
+    /// Nothing: straight to the sink.
+    Direct,
+    /// The accept-and-forward baseline.
+    Proxy(&'a Proxy),
+    /// A `cebus run`.
+    Broker(&'a Cebus),
+}
+
+impl Under<'_> {
+    fn target(self) -> Target {
+        match self {
+            Under::Direct => Target::Direct,
+            Under::Proxy(_) => Target::Proxy,
+            Under::Broker(_) => Target::Broker,
+        }
+    }
+
+    /// CPU seconds of the process under test (none for `direct`).
+    fn cpu_seconds(self) -> Option<f64> {
+        match self {
+            Under::Direct => None,
+            Under::Proxy(p) => p.cpu_seconds().ok(),
+            Under::Broker(c) => c.cpu_seconds().ok(),
+        }
+    }
+}
+
+/// Sends one case's load (to the sink, or through a proxy or `cebus`) and
+/// measures it.
+async fn phase(opts: &Options, sink: &Sink, under: Under<'_>, case: &Case) -> anyhow::Result<Row> {
+    let target = under.target();
+    let (addr, path) = match under {
+        Under::Broker(c) => (c.addr(), INGRESS_PATH.to_owned()),
+        Under::Proxy(p) => (p.addr(), INGRESS_PATH.to_owned()),
+        Under::Direct => (sink.addr(), "/direct".to_owned()),
     };
     status(&format!(
         "{} {}: {} for {:?} after {:?} warm-up",
@@ -445,7 +489,7 @@ async fn phase(
     let generator = tokio::spawn(load::run(plan, progress.clone()));
 
     let bar = progress_bar(opts.warmup + opts.duration, &case.label);
-    let cpu = || cebus.and_then(|c| c.cpu_seconds().ok());
+    let cpu = || under.cpu_seconds();
     let mut marks = Marks::default();
     let mut last = (Instant::now(), 0u64);
     loop {
@@ -665,6 +709,7 @@ fn target_label(t: Target) -> &'static str {
     match t {
         Target::Direct => "direct",
         Target::Broker => "broker",
+        Target::Proxy => "proxy",
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -48,7 +48,6 @@ struct State {
     e2e: Recorder,
     window_start_ns: AtomicU64,
     window_end_ns: AtomicU64,
-    connections: AtomicUsize,
 }
 
 /// A running sink.
@@ -80,7 +79,6 @@ impl Sink {
             e2e: Recorder::new(shards),
             window_start_ns: AtomicU64::new(0),
             window_end_ns: AtomicU64::new(u64::MAX),
-            connections: AtomicUsize::new(0),
         });
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -141,6 +139,27 @@ impl Drop for Sink {
 }
 
 async fn accept_loop(listener: TcpListener, state: Arc<State>) {
+    serve_http1(listener, move |conn_id| {
+        let st = state.clone();
+        service_fn(move |req| handle(st.clone(), conn_id, req))
+    })
+    .await;
+}
+
+/// Accepts connections on `listener` for ever (TCP_NODELAY on), serving the
+/// `n`-th with HTTP/1.1 and the service `make(n)` gives it.
+pub async fn serve_http1<F, S>(listener: TcpListener, mut make: F)
+where
+    F: FnMut(usize) -> S,
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<Full<Bytes>>,
+            Error = Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let mut n = 0;
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             // Out of file descriptors and the like: back off instead of spinning.
@@ -148,9 +167,8 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>) {
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let conn_id = state.connections.fetch_add(1, Ordering::Relaxed);
-        let st = state.clone();
-        let svc = service_fn(move |req| handle(st.clone(), conn_id, req));
+        let svc = make(n);
+        n += 1;
         tokio::spawn(async move {
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
