@@ -195,14 +195,7 @@ impl Server {
         }
         let app = ingress::Front::new(state, app);
         let token = stop_accepting.clone();
-        http.spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(token.cancelled_owned())
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "ingress server failed");
-            }
-        });
+        http.spawn(ingress::serve(listener, app, token));
         http.spawn(watch(
             opts.config_path.clone(),
             seen,
