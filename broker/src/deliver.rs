@@ -216,8 +216,8 @@ impl Request {
             DeliveryFormat::Binary => encode_binary(event, &mut headers),
         };
         headers.insert(PREFER, HeaderValue::from_static("reply"));
-        if let Ok(ns) = HeaderValue::from_str(&plan.namespace) {
-            headers.insert(KN_NAMESPACE, ns);
+        if let Some(ns) = &plan.namespace_header {
+            headers.insert(KN_NAMESPACE, ns.clone());
         }
         for (name, value) in &envelope.headers {
             if let (Ok(n), Ok(v)) = (

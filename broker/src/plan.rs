@@ -83,6 +83,9 @@ pub struct TriggerPlan {
     pub ordered: bool,
     /// Everything the trigger's behaviour derives from, to detect changes.
     pub fingerprint: String,
+    /// `namespace` as the `Kn-Namespace` header value, built once: cloning it
+    /// into each delivery shares its bytes.
+    pub namespace_header: Option<http::HeaderValue>,
 }
 
 /// A whole config as the runtime applies it: brokers by `namespace/name`.
@@ -307,6 +310,7 @@ pub fn plan(config: &Config, opts: &PlanOptions) -> Result<Plan, Vec<ConfigError
                 ignore_invalid_reply,
                 ordered,
                 fingerprint,
+                namespace_header: http::HeaderValue::from_str(ns).ok(),
             }),
         );
     }

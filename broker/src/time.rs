@@ -9,13 +9,36 @@ pub fn rfc3339(t: SystemTime) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, day) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60,
-        d.subsec_micros()
-    )
+    // Once per event: digits written straight into one right-sized string
+    // (`format!` grew its buffer three times).
+    let mut out = String::with_capacity(27);
+    if (0..=9999).contains(&y) {
+        digits(&mut out, y as u64, 4);
+    } else {
+        out.push_str(&y.to_string());
+    }
+    for (sep, v, width) in [
+        ('-', u64::from(m), 2),
+        ('-', u64::from(day), 2),
+        ('T', rem / 3600, 2),
+        (':', (rem / 60) % 60, 2),
+        (':', rem % 60, 2),
+        ('.', u64::from(d.subsec_micros()), 6),
+    ] {
+        out.push(sep);
+        digits(&mut out, v, width);
+    }
+    out.push('Z');
+    out
+}
+
+/// Appends `v` as exactly `width` decimal digits (zero-padded; `v` fits).
+fn digits(out: &mut String, v: u64, width: u32) {
+    let mut div = 10u64.pow(width - 1);
+    while div > 0 {
+        out.push(char::from(b'0' + ((v / div) % 10) as u8));
+        div /= 10;
+    }
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
@@ -49,6 +72,26 @@ mod tests {
         for (secs, nanos, want) in cases {
             let t = UNIX_EPOCH + Duration::new(secs, nanos);
             assert_eq!(rfc3339(t), want, "{secs}.{nanos}");
+        }
+    }
+
+    #[test]
+    fn matches_format_across_centuries() {
+        // The digit writer against `format!`, at instants spread over 1970–2290.
+        for i in 0..20_000u64 {
+            let secs = i * 503_113 + i % 7;
+            let micros = (i * 7_919) % 1_000_000;
+            let t = UNIX_EPOCH + Duration::new(secs, (micros * 1_000) as u32);
+            let days = (secs / 86_400) as i64;
+            let rem = secs % 86_400;
+            let (y, m, d) = civil_from_days(days);
+            let want = format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+                rem / 3600,
+                (rem / 60) % 60,
+                rem % 60,
+            );
+            assert_eq!(rfc3339(t), want);
         }
     }
 }

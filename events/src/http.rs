@@ -5,11 +5,11 @@
 //! [`validate()`] to every event and is the one call an ingress needs: it returns
 //! the events or a [`DecodeError`] whose [`DecodeError::to_json_body`] is a 400 body.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode, utf8_percent_encode};
 
-use crate::event::{Event, SpecVersion, attr};
+use crate::event::{AttrValue, Event, SpecVersion, attr};
 use crate::json::{self, Backing};
 use crate::validate::{EventError, quote, validate};
 
@@ -286,6 +286,36 @@ fn known_header(name: &str) -> Option<HeaderName> {
     }))
 }
 
+/// The `ce-<name>` header of an extension attribute; `None` for a name that is
+/// not a lowercase header name (`from_bytes` lowercases, which could merge two
+/// names).
+///
+/// Names are kept per thread, a bounded number of them: a header name that is
+/// not a standard one is a copied string, and a kept one is cloned by a
+/// reference count instead of being built (and allocated) per event.
+fn extension_header(name: &str) -> Option<HeaderName> {
+    /// Names kept per thread; events with ever new extension names just build
+    /// theirs.
+    const KEPT: usize = 256;
+    thread_local! {
+        static KNOWN: std::cell::RefCell<std::collections::HashMap<Box<str>, HeaderName>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    if let Some(h) = KNOWN.with_borrow(|known| known.get(name).cloned()) {
+        return Some(h);
+    }
+    let header = HeaderName::from_bytes(format!("{CE_PREFIX}{name}").as_bytes()).ok()?;
+    if header.as_str()[CE_PREFIX.len()..] != *name {
+        return None;
+    }
+    KNOWN.with_borrow_mut(|known| {
+        if known.len() < KEPT {
+            known.insert(name.into(), header.clone());
+        }
+    });
+    Some(header)
+}
+
 /// Encodes `event` in binary mode: sets a `ce-` header per attribute (values
 /// percent-encoded as the binding requires) and `Content-Type` from
 /// `datacontenttype`, and returns the body, which is the data (a cheap clone).
@@ -310,6 +340,17 @@ pub fn encode_binary(event: &Event, headers: &mut HeaderMap) -> Bytes {
         HeaderName::from_static(CE_SPECVERSION),
         HeaderValue::from_static(event.specversion().as_str()),
     );
+    // Every value is written into one buffer and each header holds a slice of
+    // it: one allocation for all the values instead of one each, and a clone of
+    // the map (one per delivery) shares the values instead of copying each.
+    let room = event
+        .attributes()
+        .map(|(_, v)| match v {
+            AttrValue::String(s) => s.len(),
+            _ => 20,
+        })
+        .sum::<usize>();
+    let mut buf = BytesMut::with_capacity(room + 16);
     for (name, value) in event.attributes() {
         if name == attr::SPECVERSION {
             continue;
@@ -322,29 +363,21 @@ pub fn encode_binary(event: &Event, headers: &mut HeaderMap) -> Bytes {
                 .bytes()
                 .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
             && text.trim_matches([' ', '\t']) == text
-            && let Ok(ct) = HeaderValue::from_str(&text)
         {
-            headers.insert(CONTENT_TYPE, ct);
-            continue;
-        }
-        let header = match known_header(name) {
-            Some(h) => h,
-            None => {
-                let Ok(header) = HeaderName::from_bytes(format!("{CE_PREFIX}{name}").as_bytes())
-                else {
-                    continue;
-                };
-                // `from_bytes` lowercases, which could merge two names; skip uppercase ones.
-                if header.as_str()[CE_PREFIX.len()..] != *name {
-                    continue;
-                }
-                header
+            buf.extend_from_slice(text.as_bytes());
+            if let Ok(ct) = HeaderValue::from_maybe_shared(buf.split().freeze()) {
+                headers.insert(CONTENT_TYPE, ct);
+                continue;
             }
+        }
+        let Some(header) = known_header(name).or_else(|| extension_header(name)) else {
+            continue;
         };
-        // Most values need no escaping: copy them once instead of re-encoding.
-        let encoded: std::borrow::Cow<'_, str> =
-            utf8_percent_encode(&text, HEADER_VALUE_ESCAPES).into();
-        let value = HeaderValue::from_str(&encoded).expect("percent-encoded text is visible ASCII");
+        for chunk in utf8_percent_encode(&text, HEADER_VALUE_ESCAPES) {
+            buf.extend_from_slice(chunk.as_bytes());
+        }
+        let value = HeaderValue::from_maybe_shared(buf.split().freeze())
+            .expect("percent-encoded text is visible ASCII");
         headers.insert(header, value);
     }
     event.data().cloned().unwrap_or_default()
