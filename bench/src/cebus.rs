@@ -134,6 +134,17 @@ impl Cebus {
         Ok(())
     }
 
+    /// Sends SIGHUP: cebus reads its config now instead of at its next poll.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let status = std::process::Command::new("kill")
+            .arg("-HUP")
+            .arg(self.pid.to_string())
+            .status()
+            .context("running kill -HUP")?;
+        anyhow::ensure!(status.success(), "kill -HUP {} failed", self.pid);
+        Ok(())
+    }
+
     /// User + system CPU seconds the process has used so far.
     pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
         cpu_seconds_of(&self.pid.to_string(), self.ticks_per_s)

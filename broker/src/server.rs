@@ -135,9 +135,23 @@ pub fn check(plan: &Plan, extensions: &[Arc<dyn Extension>]) -> Result<(), Vec<C
 pub struct Server {
     local_addr: SocketAddr,
     registry: Arc<Registry>,
+    reload: Reload,
     stop_accepting: CancellationToken,
     http: TaskTracker,
     extensions: Vec<Arc<dyn Extension>>,
+}
+
+/// Asks a running server to read its config now rather than at the next poll
+/// (what `cebus run` does on SIGHUP). Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Reload(Arc<tokio::sync::Notify>);
+
+impl Reload {
+    /// Reads the config again now, changed or not. A request made while a
+    /// reload runs gives one more reload after it.
+    pub fn now(&self) {
+        self.0.notify_one();
+    }
 }
 
 impl Server {
@@ -196,19 +210,24 @@ impl Server {
         let app = ingress::Front::new(state, app);
         let token = stop_accepting.clone();
         http.spawn(ingress::serve(listener, app, token));
+        let reload = Reload::default();
         http.spawn(watch(
             opts.config_path.clone(),
             seen,
             plan_opts,
-            opts.reload_interval,
+            Triggers {
+                every: opts.reload_interval,
+                now: reload.clone(),
+                stop: stop_accepting.clone(),
+            },
             registry.clone(),
             opts.extensions.clone(),
-            stop_accepting.clone(),
         ));
         http.close();
         Ok(Server {
             local_addr,
             registry,
+            reload,
             stop_accepting,
             http,
             extensions: opts.extensions,
@@ -227,6 +246,11 @@ impl Server {
             .iter()
             .map(|k| format!("http://{}/{k}", self.local_addr))
             .collect()
+    }
+
+    /// A handle that makes the server read its config now.
+    pub fn reloader(&self) -> Reload {
+        self.reload.clone()
     }
 
     /// The running brokers.
@@ -318,29 +342,40 @@ fn fingerprint(path: &Path) -> Fingerprint {
     }
 }
 
-/// Polls the config and applies changes; a bad edit is reported and the last
-/// good config stays. Polling (not inotify) works the same on every filesystem,
-/// including editors that replace files and Kubernetes ConfigMap volumes.
+/// When the watcher looks at the config.
+struct Triggers {
+    /// The poll interval.
+    every: Duration,
+    /// Asked to read it now ([`Reload`]).
+    now: Reload,
+    /// Stops the watcher.
+    stop: CancellationToken,
+}
+
+/// Polls the config and applies changes, and reads it at once when asked to
+/// ([`Reload`]); a bad edit is reported and the last good config stays. Polling
+/// (not inotify) works the same on every filesystem, including editors that
+/// replace files and Kubernetes ConfigMap volumes.
 async fn watch(
     path: PathBuf,
     mut last: Fingerprint,
     opts: PlanOptions,
-    every: Duration,
+    when: Triggers,
     registry: Arc<Registry>,
     extensions: Vec<Arc<dyn Extension>>,
-    stop: CancellationToken,
 ) {
-    let mut ticker = tokio::time::interval(every);
+    let mut ticker = tokio::time::interval(when.every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut polls: u32 = 0;
     loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
+        let asked = tokio::select! {
+            _ = when.stop.cancelled() => return,
+            _ = when.now.0.notified() => true,
+            _ = ticker.tick() => false,
+        };
         polls = polls.wrapping_add(1);
         let meta = meta_fingerprint(&path);
-        let changed = if meta != last.meta {
+        let changed = if asked || meta != last.meta {
             true
         } else if polls.is_multiple_of(CONTENT_EVERY) {
             content_fingerprint(&path) != last.content

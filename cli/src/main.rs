@@ -177,6 +177,20 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    // SIGHUP: read the config now (as nginx and Prometheus do), not at the
+    // next poll.
+    #[cfg(unix)]
+    {
+        let reload = server.reloader();
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .expect("SIGHUP handler");
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reading the config now");
+                reload.now();
+            }
+        });
+    }
     println!("cebus listening on http://{}", server.local_addr());
     for url in server.ingress_urls() {
         println!("broker ingress: {url}");

@@ -441,18 +441,25 @@ async fn sigterm_drains_the_in_flight_delivery_and_exits_0() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_reports_a_bad_edit_and_keeps_serving() {
-    let sink = Sink::start().await;
+/// `cebus run` on a folder holding `yaml` as `config.yaml`, once it announced
+/// Broker default/default: the folder, the process and the ingress URL.
+async fn run_with_config(yaml: &str) -> (tempfile::TempDir, Proc, String) {
     let dir = tempfile::tempdir().unwrap();
-    let good = broker_yaml("default", "", &[("a", "", &sink.url())]);
-    std::fs::write(dir.path().join("config.yaml"), &good).unwrap();
+    std::fs::write(dir.path().join("config.yaml"), yaml).unwrap();
     let addr = free_addr();
     let dir_path = dir.path().to_owned();
     let (run, ingress) =
         tokio::task::spawn_blocking(move || Proc::run(&dir_path, &addr, "default/default"))
             .await
             .unwrap();
+    (dir, run, ingress)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_reports_a_bad_edit_and_keeps_serving() {
+    let sink = Sink::start().await;
+    let good = broker_yaml("default", "", &[("a", "", &sink.url())]);
+    let (dir, run, ingress) = run_with_config(&good).await;
 
     // Write then rename, as editors do.
     let bad = good.replace(
@@ -508,4 +515,24 @@ fn every_help_exits_0() {
             "cebus {args:?} printed no usage"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reads_the_config_at_once() {
+    let sink = Sink::start().await;
+    let yaml = broker_yaml("default", "", &[("a", "", &sink.url())]);
+    let (_dir, run, ingress) = run_with_config(&yaml).await;
+    // Unchanged files: only the signal makes cebus read them again.
+    run.signal("HUP");
+    let stderr = run.stderr.clone();
+    tokio::task::spawn_blocking(move || {
+        stderr.wait_contains(WITHIN, "SIGHUP: reading the config now");
+        stderr.wait_contains(WITHIN, "config reloaded");
+    })
+    .await
+    .unwrap();
+    let (status, body) = post_binary(&ingress, "after-hup", "order", "{}").await;
+    assert_eq!(status, 202, "{body}");
+    let got = sink.wait_for(1, WITHIN).await;
+    assert_eq!(got[0].header("ce-id"), Some("after-hup"));
 }

@@ -419,3 +419,24 @@ async fn folder_named_like_yaml_does_not_stop_reloads() {
     send(&cebus, "after", "order").await;
     wait_for_id(&b, "after", DELIVER).await;
 }
+
+#[tokio::test]
+async fn reload_request_applies_without_waiting_for_the_poll() {
+    let (a, b) = (Sink::start().await, Sink::start().await);
+    let cebus = Cebus::start_with(&broker_yaml("default", "", &[("a", "", &a.url())]), |o| {
+        // Longer than the test: only the request can apply the new file.
+        o.reload_interval = Duration::from_secs(3600);
+    })
+    .await;
+    cebus.write("b.yaml", &trigger_yaml("b", "", &b.url()));
+    cebus.server.reloader().now();
+    // The reload runs in the background: send until the new trigger has one.
+    for i in 0.. {
+        assert!(i < 50, "the requested reload never added trigger b");
+        send(&cebus, &format!("probe-{i}"), "order").await;
+        if !b.received().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
