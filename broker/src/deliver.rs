@@ -219,6 +219,7 @@ impl Request {
         if let Some(ns) = &plan.namespace_header {
             headers.insert(KN_NAMESPACE, ns.clone());
         }
+        client::reserve_host(&mut headers);
         for (name, value) in &envelope.headers {
             if let (Ok(n), Ok(v)) = (
                 HeaderName::from_bytes(name.as_bytes()),

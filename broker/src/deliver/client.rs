@@ -188,6 +188,7 @@ impl Client {
 
     /// POSTs `headers` and `body` to `target`; the answer with at most
     /// `limit()` bytes of its body (`limit` is only asked when there is one).
+    /// `headers` may hold the [`reserve_host`] placeholder.
     pub async fn exchange(
         &self,
         target: &Target,
@@ -204,6 +205,8 @@ impl Client {
                 let mut req = http::Request::new(Full::new(body.clone()));
                 *req.method_mut() = Method::POST;
                 *req.uri_mut() = origin.clone();
+                // With the placeholder, `Host` replaces a value in the copy;
+                // without it, the copy would grow (reallocate, rehash) for it.
                 let mut headers = headers.clone();
                 headers.insert(http::header::HOST, host.clone());
                 *req.headers_mut() = headers;
@@ -223,10 +226,13 @@ impl Client {
         body: &Bytes,
         limit: impl FnOnce() -> usize,
     ) -> Result<Response, AttemptOutcome> {
+        let mut headers = headers.clone();
+        // reqwest sets `Host` from the URL.
+        headers.remove(http::header::HOST);
         let resp = self
             .general
             .post(url.clone())
-            .headers(headers.clone())
+            .headers(headers)
             .body(body.clone())
             .send()
             .await
@@ -361,6 +367,13 @@ impl Client {
             io: Driver(Some(conn)),
         }))
     }
+}
+
+/// Adds an empty `Host` to request headers built once and sent many times:
+/// [`Client::exchange`] puts the destination's host in its place in each copy,
+/// which then keeps the size the map was built with.
+pub fn reserve_host(headers: &mut HeaderMap) {
+    headers.insert(http::header::HOST, HeaderValue::from_static(""));
 }
 
 /// Whether an idle connection's sender takes a request now.
