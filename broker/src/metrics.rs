@@ -1,6 +1,8 @@
 //! Prometheus metrics. Labels are typed and bounded: broker, trigger and an
 //! outcome class — never an event id or a raw error string.
 
+use std::sync::Arc;
+
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -47,9 +49,9 @@ pub struct IngressLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DeliveryLabels {
     /// `namespace/name` of the broker.
-    pub broker: String,
+    pub broker: Arc<str>,
     /// Trigger name.
-    pub trigger: String,
+    pub trigger: Arc<str>,
     /// Outcome class.
     pub outcome: DeliveryOutcome,
 }
@@ -58,9 +60,9 @@ pub struct DeliveryLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AttemptLabels {
     /// `namespace/name` of the broker.
-    pub broker: String,
+    pub broker: Arc<str>,
     /// Trigger name.
-    pub trigger: String,
+    pub trigger: Arc<str>,
 }
 
 /// Labels of source counters.
@@ -123,18 +125,21 @@ impl Metrics {
     /// Counter handles for one trigger, created once so the hot path only
     /// increments atomics.
     pub fn trigger(&self, broker: &str, trigger: &str) -> TriggerCounters {
+        // The six label sets share two strings (about 250 bytes less per
+        // trigger than a copy of each in each).
+        let (broker, trigger): (Arc<str>, Arc<str>) = (broker.into(), trigger.into());
         let outcome = |outcome| {
             self.deliveries
                 .get_or_create(&DeliveryLabels {
-                    broker: broker.to_owned(),
-                    trigger: trigger.to_owned(),
+                    broker: broker.clone(),
+                    trigger: trigger.clone(),
                     outcome,
                 })
                 .clone()
         };
         let labels = AttemptLabels {
-            broker: broker.to_owned(),
-            trigger: trigger.to_owned(),
+            broker: broker.clone(),
+            trigger: trigger.clone(),
         };
         TriggerCounters {
             delivered: outcome(DeliveryOutcome::Delivered),
