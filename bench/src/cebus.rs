@@ -26,6 +26,8 @@ pub struct CebusOptions {
     pub channel_capacity: usize,
     /// `--max-in-flight` (per trigger).
     pub max_in_flight: usize,
+    /// `--workers` (default: cebus's own, one per CPU).
+    pub workers: Option<u16>,
     /// `RUST_LOG` of the child.
     pub log: String,
     /// How long to wait for `GET /readyz` to answer 200.
@@ -81,6 +83,11 @@ impl Cebus {
             .arg(opts.channel_capacity.to_string())
             .arg("--max-in-flight")
             .arg(opts.max_in_flight.to_string())
+            .args(
+                opts.workers
+                    .map(|n| vec!["--workers".to_owned(), n.to_string()])
+                    .unwrap_or_default(),
+            )
             .env("RUST_LOG", &opts.log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

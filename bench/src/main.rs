@@ -95,6 +95,9 @@ struct ScenarioArgs {
     /// `cebus run --max-in-flight` (per trigger).
     #[arg(long, default_value_t = 100)]
     max_in_flight: usize,
+    /// `cebus run --workers` (default: cebus's, one per CPU).
+    #[arg(long)]
+    broker_workers: Option<u16>,
     /// Broker class annotation for the generated Broker (default: the backend's).
     #[arg(long)]
     broker_class: Option<String>,
@@ -218,6 +221,7 @@ async fn scenario_command(args: ScenarioArgs) -> anyhow::Result<()> {
             bin: cebus::find_binary(args.cebus)?,
             channel_capacity: args.channel_capacity,
             max_in_flight: args.max_in_flight,
+            workers: args.broker_workers,
             log: args.broker_log,
             ready_timeout: secs(args.ready_timeout, "ready-timeout")?,
         },

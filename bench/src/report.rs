@@ -36,6 +36,9 @@ pub struct Settings {
     pub channel_capacity: usize,
     /// `--max-in-flight` given to cebus.
     pub max_in_flight: usize,
+    /// `--workers` given to cebus (none: one per CPU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_workers: Option<u16>,
     /// Runs the figures are the median of.
     pub runs: usize,
 }
@@ -156,7 +159,7 @@ impl Report {
         let _ = writeln!(
             out,
             "scenario {} ({} channel) — {} s window after {} s warm-up, {} connections, {} B events, \
-             channel capacity {}, max in flight {}{}",
+             channel capacity {}, max in flight {}{}{}",
             self.scenario,
             self.backend,
             s.duration_s,
@@ -165,6 +168,9 @@ impl Report {
             s.size_bytes,
             s.channel_capacity,
             s.max_in_flight,
+            s.broker_workers
+                .map(|n| format!(", {n} broker worker(s)"))
+                .unwrap_or_default(),
             if s.runs > 1 {
                 format!(", median of {} runs", s.runs)
             } else {
@@ -398,6 +404,7 @@ mod tests {
                 size_bytes: 1024,
                 channel_capacity: 100_000,
                 max_in_flight: 100,
+                broker_workers: None,
                 runs: 1,
             },
             rows: vec![

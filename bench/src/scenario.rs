@@ -233,6 +233,7 @@ pub async fn run(name: &str, opts: &Options) -> anyhow::Result<Report> {
             size_bytes: opts.size,
             channel_capacity: opts.cebus.channel_capacity,
             max_in_flight: opts.cebus.max_in_flight,
+            broker_workers: opts.cebus.workers,
             runs: 1,
         },
         rows: Vec::new(),

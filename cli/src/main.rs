@@ -79,6 +79,11 @@ struct RunArgs {
     /// Ingress listen address.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
+    /// Threads that run the data plane (default: one per CPU, or
+    /// `TOKIO_WORKER_THREADS`). Fewer than the CPUs leaves cores to the
+    /// subscribers and producers on the same machine.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    workers: Option<u16>,
     /// Largest accepted request body per broker, in bytes (a broker's
     /// `cebus.dev/max-event-size` annotation overrides it).
     #[arg(long, default_value_t = 1 << 20)]
@@ -115,10 +120,14 @@ const EXIT_GRACE: Duration = Duration::from_secs(5);
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_telemetry();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Run(RunArgs {
+        workers: Some(n), ..
+    }) = &cli.command
+    {
+        builder.worker_threads(usize::from(*n));
+    }
+    let runtime = builder.enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async move {
         tokio::spawn(allocator_upkeep());
         match cli.command {

@@ -122,7 +122,14 @@ impl Proc {
     /// `cebus run -f dir --addr addr`, returned once it printed `broker ingress: <url>`
     /// for `broker`; also returns that URL.
     fn run(dir: &Path, addr: &str, broker: &str) -> (Proc, String) {
-        let p = Proc::spawn(&["run", "-f", dir.to_str().unwrap(), "--addr", addr]);
+        Proc::run_with(dir, addr, broker, &[])
+    }
+
+    /// [`Proc::run`] with `extra` arguments.
+    fn run_with(dir: &Path, addr: &str, broker: &str, extra: &[&str]) -> (Proc, String) {
+        let mut args = vec!["run", "-f", dir.to_str().unwrap(), "--addr", addr];
+        args.extend_from_slice(extra);
+        let p = Proc::spawn(&args);
         let suffix = format!("/{broker}");
         let line = p.stdout.wait(WITHIN, "announcing the ingress", |l| {
             l.starts_with("broker ingress: ") && l.ends_with(&suffix)
@@ -441,17 +448,20 @@ async fn sigterm_drains_the_in_flight_delivery_and_exits_0() {
     );
 }
 
-/// `cebus run` on a folder holding `yaml` as `config.yaml`, once it announced
-/// Broker default/default: the folder, the process and the ingress URL.
-async fn run_with_config(yaml: &str) -> (tempfile::TempDir, Proc, String) {
+/// `cebus run` (with `extra` arguments) on a folder holding `yaml` as
+/// `config.yaml`, once it announced Broker default/default: the folder, the
+/// process and the ingress URL.
+async fn run_with_config(yaml: &str, extra: &[&'static str]) -> (tempfile::TempDir, Proc, String) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("config.yaml"), yaml).unwrap();
     let addr = free_addr();
     let dir_path = dir.path().to_owned();
-    let (run, ingress) =
-        tokio::task::spawn_blocking(move || Proc::run(&dir_path, &addr, "default/default"))
-            .await
-            .unwrap();
+    let extra = extra.to_vec();
+    let (run, ingress) = tokio::task::spawn_blocking(move || {
+        Proc::run_with(&dir_path, &addr, "default/default", &extra)
+    })
+    .await
+    .unwrap();
     (dir, run, ingress)
 }
 
@@ -459,7 +469,7 @@ async fn run_with_config(yaml: &str) -> (tempfile::TempDir, Proc, String) {
 async fn run_reports_a_bad_edit_and_keeps_serving() {
     let sink = Sink::start().await;
     let good = broker_yaml("default", "", &[("a", "", &sink.url())]);
-    let (dir, run, ingress) = run_with_config(&good).await;
+    let (dir, run, ingress) = run_with_config(&good, &[]).await;
 
     // Write then rename, as editors do.
     let bad = good.replace(
@@ -518,10 +528,11 @@ fn every_help_exits_0() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sighup_reads_the_config_at_once() {
+async fn sighup_reads_the_config_at_once_and_one_worker_serves() {
     let sink = Sink::start().await;
     let yaml = broker_yaml("default", "", &[("a", "", &sink.url())]);
-    let (_dir, run, ingress) = run_with_config(&yaml).await;
+    // One worker thread (`--workers`) serves as well.
+    let (_dir, run, ingress) = run_with_config(&yaml, &["--workers", "1"]).await;
     // Unchanged files: only the signal makes cebus read them again.
     run.signal("HUP");
     let stderr = run.stderr.clone();
