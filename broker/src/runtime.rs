@@ -158,8 +158,9 @@ pub struct TriggerRuntime {
     queued: Arc<AtomicUsize>,
     /// In-flight delivery slots (`max_in_flight_per_trigger`).
     slots: Arc<Semaphore>,
-    /// What each delivery needs.
-    ctx: deliver::Ctx,
+    /// What each delivery needs, shared: a delivery takes one reference, not
+    /// one to each of the dozen handles inside (client, counters, ...).
+    ctx: Arc<deliver::Ctx>,
     shared: Arc<Shared>,
     /// Its shares and feed, on channels with cursors.
     held: Option<Arc<Held>>,
@@ -215,7 +216,7 @@ impl TriggerRuntime {
 fn spawn_delivery(
     shared: &Shared,
     plan: Arc<TriggerPlan>,
-    ctx: deliver::Ctx,
+    ctx: Arc<deliver::Ctx>,
     work: Work,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
@@ -441,14 +442,14 @@ impl BrokerRuntime {
 
     fn start_trigger(self: &Arc<Self>, plan: Arc<TriggerPlan>) -> Arc<TriggerRuntime> {
         let plan = Arc::new(ArcSwap::new(plan));
-        let ctx = deliver::Ctx {
+        let ctx = Arc::new(deliver::Ctx {
             client: self.shared.client.clone(),
             broker: Arc::downgrade(self),
             counters: self.shared.metrics.trigger(&self.key, &plan.load().name),
             default_timeout: self.shared.limits.default_timeout,
             outbound: self.shared.outbound.clone(),
             resolved: Arc::default(),
-        };
+        });
         let queued = Arc::new(AtomicUsize::new(0));
         let slots = Arc::new(Semaphore::new(self.shared.limits.max_in_flight_per_trigger));
         Arc::new(TriggerRuntime {
@@ -802,7 +803,7 @@ async fn dispatch(
     plan: Arc<ArcSwap<TriggerPlan>>,
     queued: Arc<AtomicUsize>,
     slots: Arc<Semaphore>,
-    ctx: deliver::Ctx,
+    ctx: Arc<deliver::Ctx>,
     shared: Arc<Shared>,
 ) {
     let mut lanes: HashMap<u32, mpsc::UnboundedSender<Work>> = HashMap::new();
@@ -832,7 +833,7 @@ async fn dispatch(
 async fn lane(
     mut rx: mpsc::UnboundedReceiver<Work>,
     plan: Arc<ArcSwap<TriggerPlan>>,
-    ctx: deliver::Ctx,
+    ctx: Arc<deliver::Ctx>,
 ) {
     while let Some(work) = rx.recv().await {
         let plan = plan.load_full();
