@@ -443,6 +443,27 @@ mod tests {
     ];
 
     #[test]
+    fn extension_names_beyond_the_kept_ones_still_encode() {
+        // More distinct extension names than each thread keeps: the ones past
+        // the bound are built per event, and every one round-trips.
+        for i in 0..300 {
+            let mut event = Event::with_required("1", "/s", "t");
+            let name = format!("ext{i}");
+            event.set(name.as_str(), AttrValue::from("v w"));
+            let mut map = HeaderMap::new();
+            encode_binary(&event, &mut map);
+            assert_eq!(
+                map.get(format!("ce-{name}").as_str())
+                    .and_then(|v| v.to_str().ok()),
+                Some("v%20w"),
+                "{name}"
+            );
+            let back = single(decode(&map, Bytes::new()).unwrap());
+            assert_eq!(back, event, "{name}");
+        }
+    }
+
+    #[test]
     fn binary_decode_table() {
         // (extra headers, attribute, expected value)
         type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, Option<&'a str>);
