@@ -167,9 +167,11 @@ where
             return error(status, "could not read the request body", None, None);
         }
     };
-    let events = match decode(&parts.headers, body) {
-        Ok(Decoded::Single(e)) => vec![e],
-        Ok(Decoded::Batch(es)) => es,
+    // A single event is kept apart from a batch's vector: no vector of one
+    // allocated per request only to be emptied into `batch`.
+    let (single, events) = match decode(&parts.headers, body) {
+        Ok(Decoded::Single(e)) => (Some(e), Vec::new()),
+        Ok(Decoded::Batch(es)) => (None, es),
         Err(e) => {
             counters.invalid.inc();
             return error(
@@ -180,10 +182,10 @@ where
             );
         }
     };
-    let n = events.len() as u64;
+    let n = (usize::from(single.is_some()) + events.len()) as u64;
     let headers = forwarded_headers(&parts.headers);
-    let mut batch = Vec::with_capacity(events.len());
-    for (index, mut event) in events.into_iter().enumerate() {
+    let mut batch = Vec::with_capacity(n as usize);
+    for (index, mut event) in single.into_iter().chain(events).enumerate() {
         if let Err(e) = cebus_events::validate(&event) {
             counters.invalid.inc_by(n);
             let index = (n > 1 || is_batch(&parts.headers)).then_some(index);
