@@ -336,16 +336,31 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Front {
     }
 }
 
-/// Serves `front` on `listener`, HTTP/1.1 with keep-alive, until `stop` is
-/// cancelled; then stops accepting, lets every connection finish the request
-/// it is on (idle ones close at once) and returns when all are closed.
+/// Serves `front` on `listener`, HTTP/1.1 with keep-alive, with at most
+/// `max_connections` connections open (the next client waits in the kernel's
+/// accept queue until one closes), until `stop` is cancelled; then stops
+/// accepting, lets every connection finish the request it is on (idle ones
+/// close at once) and returns when all are closed.
 ///
 /// hyper's own connection, not `axum::serve`: that one wraps every connection
 /// in protocol detection and every request in a tower adapter and a boxed body,
 /// about a tenth of the ingress's CPU per event.
-pub async fn serve(listener: tokio::net::TcpListener, front: Front, stop: CancellationToken) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    front: Front,
+    max_connections: usize,
+    stop: CancellationToken,
+) {
     let connections = TaskTracker::new();
+    let open = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
     loop {
+        let slot = tokio::select! {
+            _ = stop.cancelled() => break,
+            slot = open.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
         let stream = tokio::select! {
             _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -365,6 +380,8 @@ pub async fn serve(listener: tokio::net::TcpListener, front: Front, stop: Cancel
         let service = front.clone();
         let stop = stop.clone();
         connections.spawn(async move {
+            // Held while the connection is open.
+            let _slot = slot;
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             let mut conn = std::pin::pin!(conn);

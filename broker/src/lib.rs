@@ -12,4 +12,6 @@ pub mod time;
 
 pub use plan::{Plan, PlanOptions};
 pub use runtime::Limits;
-pub use server::{Extension, Reload, Server, ServerOptions, StartError, load_plan};
+pub use server::{
+    DEFAULT_MAX_CONNECTIONS, Extension, Reload, Server, ServerOptions, StartError, load_plan,
+};

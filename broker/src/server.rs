@@ -51,6 +51,9 @@ pub struct ServerOptions {
     pub config_path: PathBuf,
     /// Default largest request body per broker.
     pub max_event_size: usize,
+    /// Ingress connections open at once; further clients wait in the kernel's
+    /// accept queue until one closes.
+    pub max_connections: usize,
     /// Data-plane limits.
     pub limits: Limits,
     /// How often the config is checked for changes.
@@ -65,12 +68,16 @@ impl std::fmt::Debug for ServerOptions {
             .field("addr", &self.addr)
             .field("config_path", &self.config_path)
             .field("max_event_size", &self.max_event_size)
+            .field("max_connections", &self.max_connections)
             .field("limits", &self.limits)
             .field("reload_interval", &self.reload_interval)
             .field("extensions", &self.extensions.len())
             .finish()
     }
 }
+
+/// Default of [`ServerOptions::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 impl ServerOptions {
     /// Defaults for `path` on `addr`.
@@ -79,6 +86,7 @@ impl ServerOptions {
             addr,
             config_path: config_path.into(),
             max_event_size: 1 << 20,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             limits: Limits::default(),
             reload_interval: Duration::from_millis(100),
             extensions: Vec::new(),
@@ -209,7 +217,7 @@ impl Server {
         }
         let app = ingress::Front::new(state, app);
         let token = stop_accepting.clone();
-        http.spawn(ingress::serve(listener, app, token));
+        http.spawn(ingress::serve(listener, app, opts.max_connections, token));
         let reload = Reload::default();
         http.spawn(watch(
             opts.config_path.clone(),

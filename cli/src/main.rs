@@ -88,6 +88,10 @@ struct RunArgs {
     /// `cebus.dev/max-event-size` annotation overrides it).
     #[arg(long, default_value_t = 1 << 20)]
     max_event_size: usize,
+    /// Ingress connections open at once; further clients wait to be accepted
+    /// until one closes.
+    #[arg(long, default_value_t = cebus_broker::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
     /// Unacknowledged events a broker holds before answering 503.
     #[arg(long, default_value_t = 10_000)]
     channel_capacity: usize,
@@ -169,6 +173,7 @@ fn init_telemetry() {
 async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut opts = cebus_broker::ServerOptions::new(args.addr, args.path);
     opts.max_event_size = args.max_event_size;
+    opts.max_connections = args.max_connections;
     opts.limits.channel_capacity = args.channel_capacity;
     opts.limits.max_in_flight_per_trigger = args.max_in_flight;
     opts.limits.max_outbound = args.max_outbound;
