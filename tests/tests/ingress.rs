@@ -329,14 +329,20 @@ async fn hop_counter_is_set_decremented_and_enforced() {
     assert!(cebus.metrics().await.contains("TtlExhausted\"} 2"));
 }
 
-/// Sends `GET /healthz` on `conn` and reads the start of the answer.
-async fn healthz(conn: &mut tokio::net::TcpStream) -> std::io::Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// Sends `GET /healthz` on `conn`.
+async fn ask_healthz(conn: &mut tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
     conn.write_all(b"GET /healthz HTTP/1.1\r\nhost: cebus\r\n\r\n")
-        .await?;
+        .await
+        .unwrap();
+}
+
+/// The start of the next answer on `conn`.
+async fn read_answer(conn: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
     let mut buf = vec![0u8; 512];
-    let n = conn.read(&mut buf).await?;
-    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    let n = conn.read(&mut buf).await.unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
 #[tokio::test]
@@ -347,27 +353,23 @@ async fn connections_beyond_the_limit_wait_until_one_closes() {
     .await;
     let addr = cebus.server.local_addr();
     let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let answer = healthz(&mut first).await.unwrap();
+    ask_healthz(&mut first).await;
+    let answer = read_answer(&mut first).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
     // The kernel completes the handshake, but cebus does not take the
     // connection while the first one is open.
     let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let waiting = tokio::time::timeout(Duration::from_millis(500), healthz(&mut second)).await;
+    ask_healthz(&mut second).await;
+    let waiting = tokio::time::timeout(Duration::from_millis(500), read_answer(&mut second)).await;
     assert!(
         waiting.is_err(),
         "a connection over the limit was served: {waiting:?}"
     );
 
     drop(first);
-    let mut buf = vec![0u8; 512];
-    let n = tokio::time::timeout(Duration::from_secs(10), async {
-        use tokio::io::AsyncReadExt;
-        second.read(&mut buf).await
-    })
-    .await
-    .expect("the waiting connection was not served after the first closed")
-    .unwrap();
-    let answer = String::from_utf8_lossy(&buf[..n]);
+    let answer = tokio::time::timeout(Duration::from_secs(10), read_answer(&mut second))
+        .await
+        .expect("the waiting connection was not served after the first closed");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
