@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use cebus_channels::{
     AnyChannel, Channel, ChannelError, Cursor, Envelope, KafkaChannel, KafkaSettings,
-    MemoryChannel, NatsChannel, NatsSettings, NatsStorage,
+    MemoryChannel, NatsChannel, NatsSettings, NatsStorage, Record,
 };
 use cebus_events::{Event, attr};
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -29,6 +29,12 @@ use crate::follow::{self, Held};
 use crate::metrics::{BrokerCounters, Metrics};
 use crate::plan::{BrokerPlan, ChannelPlan, Plan, TriggerPlan};
 use crate::time::rfc3339;
+
+thread_local! {
+    /// Matching trigger indices of the record being routed on this thread,
+    /// reused so routing allocates no vector per event.
+    static MATCHED: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// Process-wide limits of the data plane.
 #[derive(Debug, Clone)]
@@ -381,8 +387,48 @@ impl BrokerRuntime {
                 ttl,
             });
         }
-        self.channel.append(batch).await?;
+        match &self.channel {
+            // Fanned out here, on the thread that took the events in: no hand-off
+            // to the fan-out task and back (a wake-up, often of another thread).
+            AnyChannel::Memory(memory) => memory.append_inline(batch, |r| self.route(r))?,
+            channel => channel.append(batch).await?,
+        }
         Ok(())
+    }
+
+    /// Matches `record` against the triggers once and hands it to each that
+    /// matches; acknowledged at once when none does. For channels without
+    /// cursors, where every trigger reads the one shared stream.
+    fn route(&self, record: Record) {
+        let snapshot = self.snapshot.load();
+        MATCHED.with_borrow_mut(|matched| {
+            snapshot
+                .matcher
+                .matches_into(&record.envelope.event, matched);
+            if matched.is_empty() {
+                self.channel.ack(record.offset);
+                return;
+            }
+            let encoded = Arc::new(deliver::Encoded::default());
+            let ack = self.tracker(&record, matched.len());
+            for &i in matched.iter() {
+                snapshot.triggers[i as usize].submit(Work {
+                    partition: record.partition,
+                    envelope: record.envelope.clone(),
+                    encoded: encoded.clone(),
+                    _ack: Ack::Plain(ack.clone()),
+                });
+            }
+        });
+    }
+
+    /// The acknowledgement of `record`, given when `matching` triggers are done.
+    fn tracker(&self, record: &Record, matching: usize) -> Arc<AckTracker> {
+        Arc::new(AckTracker {
+            remaining: AtomicUsize::new(matching),
+            offset: record.offset,
+            channel: self.channel.clone(),
+        })
     }
 
     /// Brings the triggers in line with `plan`: new ones start, changed ones get
@@ -491,17 +537,19 @@ async fn fan_out(broker: Arc<BrokerRuntime>) {
     let mut detach_again = tokio::time::Instant::now();
     let mut matched = Vec::new();
     while let Some(record) = broker.channel.recv().await {
-        if cursors {
-            broker
-                .shared_next
-                .lock()
-                .expect("shared position lock poisoned")
-                .entry(record.partition)
-                // Redeliveries (NATS after ack_wait, Kafka after a rebalance)
-                // come back lower: the reader has still been that far.
-                .and_modify(|n| *n = (*n).max(record.offset + 1))
-                .or_insert(record.offset + 1);
+        if !cursors {
+            broker.route(record);
+            continue;
         }
+        broker
+            .shared_next
+            .lock()
+            .expect("shared position lock poisoned")
+            .entry(record.partition)
+            // Redeliveries (NATS after ack_wait, Kafka after a rebalance)
+            // come back lower: the reader has still been that far.
+            .and_modify(|n| *n = (*n).max(record.offset + 1))
+            .or_insert(record.offset + 1);
         let snapshot = broker.snapshot.load_full();
         snapshot
             .matcher
@@ -511,14 +559,10 @@ async fn fan_out(broker: Arc<BrokerRuntime>) {
             continue;
         }
         let encoded = Arc::new(deliver::Encoded::default());
-        let ack = Arc::new(AckTracker {
-            remaining: AtomicUsize::new(matched.len()),
-            offset: record.offset,
-            channel: broker.channel.clone(),
-        });
+        let ack = broker.tracker(&record, matched.len());
         // Looked at once per record: below this pressure nobody detaches, and
         // a broker's only trigger holds back nobody else.
-        let cursors_help = cursors && snapshot.triggers.len() > 1;
+        let cursors_help = snapshot.triggers.len() > 1;
         let mut pending = if cursors_help {
             broker.channel.pending()
         } else {

@@ -65,6 +65,37 @@ impl MemoryChannel {
     }
 }
 
+impl MemoryChannel {
+    /// Stores `batch` like [`Channel::append`] but hands each record straight to
+    /// `route`, in offset order, instead of queueing it for [`Channel::recv`]:
+    /// the broker fans an event out on the thread that took it in, with no task
+    /// hand-off in between. The bound is the same: a record counts against the
+    /// capacity until [`Channel::ack`].
+    ///
+    /// Records of one call reach `route` in their order; records of calls made
+    /// at the same time have no order between them, as with `append`.
+    pub fn append_inline(
+        &self,
+        batch: Vec<Envelope>,
+        mut route: impl FnMut(Record),
+    ) -> Result<(), ChannelError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(ChannelError::Closed);
+        }
+        let n = batch.len();
+        self.reserve(n)?;
+        let first = self.next_offset.fetch_add(n as u64, Ordering::Relaxed);
+        for (offset, envelope) in (first..).zip(batch) {
+            route(Record {
+                partition: 0,
+                offset,
+                envelope: Arc::new(envelope),
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Default for MemoryChannel {
     fn default() -> Self {
         MemoryChannel::new(DEFAULT_CAPACITY)
@@ -130,5 +161,61 @@ mod tests {
     #[tokio::test]
     async fn memory_channel_passes_the_contract() {
         crate::contract::run_all(MemoryChannel::new, crate::contract::Bound::Store).await;
+    }
+
+    fn batch(ids: &[&str]) -> Vec<Envelope> {
+        ids.iter()
+            .map(|id| Envelope::new(cebus_events::Event::with_required(id, "/t", "t")))
+            .collect()
+    }
+
+    #[test]
+    fn inline_records_come_in_order_and_hold_capacity_until_acked() {
+        let ch = MemoryChannel::new(3);
+        let mut seen = Vec::new();
+        ch.append_inline(batch(&["a", "b"]), |r| seen.push(r))
+            .unwrap();
+        ch.append_inline(batch(&["c"]), |r| seen.push(r)).unwrap();
+        let got: Vec<(u64, String)> = seen
+            .iter()
+            .map(|r| (r.offset, r.envelope.event.id().into_owned()))
+            .collect();
+        assert_eq!(
+            got,
+            [(0, "a".into()), (1, "b".into()), (2, "c".into())],
+            "offsets and order"
+        );
+        assert_eq!(ch.pending(), 3);
+        // Full: nothing of the refused batch reaches the router.
+        let refused = ch.append_inline(batch(&["d"]), |_| panic!("routed past the bound"));
+        assert!(
+            matches!(refused, Err(ChannelError::Full { .. })),
+            "{refused:?}"
+        );
+        ch.ack(0);
+        ch.append_inline(batch(&["d"]), |r| seen.push(r)).unwrap();
+        assert_eq!(seen.last().unwrap().offset, 3);
+        let too_big = ch.append_inline(batch(&["1", "2", "3", "4"]), |_| panic!("routed"));
+        assert!(
+            matches!(
+                too_big,
+                Err(ChannelError::BatchTooLarge {
+                    len: 4,
+                    capacity: 3
+                })
+            ),
+            "{too_big:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn inline_appends_are_refused_after_close_and_never_queued() {
+        let ch = MemoryChannel::new(10);
+        ch.append_inline(batch(&["a"]), drop).unwrap();
+        ch.close();
+        // Nothing went to the queue `recv` reads: it ends at once.
+        assert!(ch.recv().await.is_none());
+        let closed = ch.append_inline(batch(&["b"]), |_| panic!("routed after close"));
+        assert_eq!(closed, Err(ChannelError::Closed));
     }
 }
