@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 
 mod client;
 
-pub use client::Client;
+pub use client::{Client, use_pool_shard};
 use client::{Response, Target};
 
 use crate::metrics::{DeliveryOutcome, TriggerCounters};

@@ -342,6 +342,12 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Front {
 /// accepting, lets every connection finish the request it is on (idle ones
 /// close at once) and returns when all are closed.
 ///
+/// Accepted connections go to the runtimes of `threads` in turn, or run on
+/// the caller's runtime when there are none. On a single-threaded runtime a
+/// connection's requests, their fan-out and (in-memory channel) their
+/// deliveries all run on one thread, with no work stealing or cross-thread
+/// wake-ups in between.
+///
 /// hyper's own connection, not `axum::serve`: that one wraps every connection
 /// in protocol detection and every request in a tower adapter and a boxed body,
 /// about a tenth of the ingress's CPU per event.
@@ -350,8 +356,10 @@ pub async fn serve(
     front: Front,
     max_connections: usize,
     stop: CancellationToken,
+    threads: Vec<tokio::runtime::Handle>,
 ) {
     let connections = TaskTracker::new();
+    let mut next = 0;
     let open = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
     loop {
         let slot = tokio::select! {
@@ -377,25 +385,43 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = front.clone();
-        let stop = stop.clone();
-        connections.spawn(async move {
-            // Held while the connection is open.
-            let _slot = slot;
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                _ = stop.cancelled() => {}
-            }
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        });
+        let connection = connection(stream, front.clone(), slot, stop.clone());
+        if threads.is_empty() {
+            connections.spawn(connection);
+        } else {
+            connections.spawn_on(connection, &threads[next % threads.len()]);
+            next = next.wrapping_add(1);
+        }
     }
     drop(listener);
     connections.close();
     connections.wait().await;
+}
+
+/// Serves one connection until it closes, or until `stop`: then it finishes
+/// the request it is on and closes.
+async fn connection(
+    stream: tokio::net::TcpStream,
+    front: Front,
+    slot: tokio::sync::OwnedSemaphorePermit,
+    stop: CancellationToken,
+) {
+    // Held while the connection is open.
+    let _slot = slot;
+    // Registered anew with the runtime this runs on (the accepting one may be
+    // another); a socket that fails it is closed, as if reset.
+    let Ok(stream) = stream.into_std().and_then(tokio::net::TcpStream::from_std) else {
+        return;
+    };
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), front);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = stop.cancelled() => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
 }
 
 /// Pause after a failed `accept` (for example, no file descriptors left).

@@ -54,6 +54,10 @@ pub struct ServerOptions {
     /// Ingress connections open at once; further clients wait in the kernel's
     /// accept queue until one closes.
     pub max_connections: usize,
+    /// Threads that serve ingress connections, each with a single-threaded
+    /// runtime of its own; an in-memory broker fans out and delivers an event
+    /// on the thread that took it in. 0 serves them on the caller's runtime.
+    pub ingress_threads: usize,
     /// Data-plane limits.
     pub limits: Limits,
     /// How often the config is checked for changes.
@@ -69,6 +73,7 @@ impl std::fmt::Debug for ServerOptions {
             .field("config_path", &self.config_path)
             .field("max_event_size", &self.max_event_size)
             .field("max_connections", &self.max_connections)
+            .field("ingress_threads", &self.ingress_threads)
             .field("limits", &self.limits)
             .field("reload_interval", &self.reload_interval)
             .field("extensions", &self.extensions.len())
@@ -87,6 +92,7 @@ impl ServerOptions {
             config_path: config_path.into(),
             max_event_size: 1 << 20,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            ingress_threads: 0,
             limits: Limits::default(),
             reload_interval: Duration::from_millis(100),
             extensions: Vec::new(),
@@ -108,6 +114,9 @@ pub enum StartError {
     /// The config has errors.
     #[error("{}", format_errors(.0))]
     Config(Vec<ConfigError>),
+    /// An ingress thread or its runtime could not be started.
+    #[error("cannot start the ingress threads: {0}")]
+    Threads(std::io::Error),
 }
 
 /// One error per line.
@@ -147,6 +156,43 @@ pub struct Server {
     stop_accepting: CancellationToken,
     http: TaskTracker,
     extensions: Vec<Arc<dyn Extension>>,
+    /// Dropped last: the deliveries running on these threads are drained by
+    /// [`Server::shutdown`] first.
+    _threads: IngressThreads,
+}
+
+/// The ingress threads, each running a single-threaded runtime until this is
+/// dropped; then each runtime drops what is left on it.
+struct IngressThreads {
+    handles: Vec<tokio::runtime::Handle>,
+    _exit: tokio_util::sync::DropGuard,
+}
+
+impl IngressThreads {
+    fn start(n: usize) -> std::io::Result<IngressThreads> {
+        let exit = CancellationToken::new();
+        // Made first, so threads already running end if a later one fails.
+        let guard = exit.clone().drop_guard();
+        let mut handles = Vec::with_capacity(n);
+        for i in 0..n {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            handles.push(rt.handle().clone());
+            let exit = exit.clone();
+            std::thread::Builder::new()
+                .name(format!("cebus-ingress-{i}"))
+                .spawn(move || {
+                    // Shard 0 is the caller's runtime.
+                    crate::deliver::use_pool_shard(i + 1);
+                    rt.block_on(exit.cancelled());
+                })?;
+        }
+        Ok(IngressThreads {
+            handles,
+            _exit: guard,
+        })
+    }
 }
 
 /// Asks a running server to read its config now rather than at the next poll
@@ -191,7 +237,10 @@ impl Server {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let metrics = Arc::new(Metrics::default());
         let prometheus = Arc::new(metrics.registry());
-        let client = crate::deliver::Client::new(opts.limits.max_outbound);
+        let threads = IngressThreads::start(opts.ingress_threads).map_err(StartError::Threads)?;
+        // Shard 0 for the caller's runtime, one per ingress thread.
+        let client =
+            crate::deliver::Client::with_shards(opts.limits.max_outbound, 1 + opts.ingress_threads);
         let shared = Arc::new(Shared {
             client,
             metrics,
@@ -217,7 +266,13 @@ impl Server {
         }
         let app = ingress::Front::new(state, app);
         let token = stop_accepting.clone();
-        http.spawn(ingress::serve(listener, app, opts.max_connections, token));
+        http.spawn(ingress::serve(
+            listener,
+            app,
+            opts.max_connections,
+            token,
+            threads.handles.clone(),
+        ));
         let reload = Reload::default();
         http.spawn(watch(
             opts.config_path.clone(),
@@ -239,6 +294,7 @@ impl Server {
             stop_accepting,
             http,
             extensions: opts.extensions,
+            _threads: threads,
         })
     }
 

@@ -79,8 +79,11 @@ struct RunArgs {
     /// Ingress listen address.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
-    /// Threads that run the data plane (default: one per CPU, or
-    /// `TOKIO_WORKER_THREADS`). Fewer than the CPUs leaves cores to the
+    /// Ingress threads (default: one per CPU). Each takes in, fans out and,
+    /// for in-memory brokers, delivers its connections' events on a runtime of
+    /// its own. As many threads again (default: one per CPU, or
+    /// `TOKIO_WORKER_THREADS`) run the rest: durable channels' fan-out and
+    /// deliveries, sources, reloads. Fewer than the CPUs leaves cores to the
     /// subscribers and producers on the same machine.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     workers: Option<u16>,
@@ -174,6 +177,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut opts = cebus_broker::ServerOptions::new(args.addr, args.path);
     opts.max_event_size = args.max_event_size;
     opts.max_connections = args.max_connections;
+    opts.ingress_threads = args.workers.map_or_else(
+        || std::thread::available_parallelism().map_or(1, usize::from),
+        usize::from,
+    );
     opts.limits.channel_capacity = args.channel_capacity;
     opts.limits.max_in_flight_per_trigger = args.max_in_flight;
     opts.limits.max_outbound = args.max_outbound;

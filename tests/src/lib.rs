@@ -40,6 +40,8 @@ impl Cebus {
         std::fs::write(dir.path().join("config.yaml"), yaml).expect("write config");
         let mut opts = ServerOptions::new("127.0.0.1:0".parse().unwrap(), dir.path());
         opts.reload_interval = Duration::from_millis(100);
+        // As `cebus run` does: connections served on threads of their own.
+        opts.ingress_threads = 2;
         opts.limits = Limits {
             default_timeout: Duration::from_secs(10),
             ..Limits::default()

@@ -444,8 +444,21 @@ async fn deliveries_reuse_pooled_keep_alive_connections() {
     let sub = Sink::start().await;
     let cebus = Cebus::start(&broker_yaml("default", "", &[("t", "", &sub.url())])).await;
     let url = cebus.broker_url("default", "default");
+    // One producer connection, so one ingress thread (and its pool shard)
+    // takes every event in.
+    let producer = reqwest::Client::new();
     for i in 0..5 {
-        post_binary(&url, &i.to_string(), "t", "{}").await;
+        let resp = producer
+            .post(&url)
+            .header("ce-specversion", "1.0")
+            .header("ce-id", i.to_string())
+            .header("ce-source", "/e2e")
+            .header("ce-type", "t")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
         sub.wait_for(i + 1, WAIT).await;
     }
     let peers: std::collections::BTreeSet<_> = sub.received().iter().map(|r| r.peer).collect();

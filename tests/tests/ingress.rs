@@ -373,3 +373,36 @@ async fn connections_beyond_the_limit_wait_until_one_closes() {
         .expect("the waiting connection was not served after the first closed");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+#[tokio::test]
+async fn without_ingress_threads_the_callers_runtime_serves_and_delivers() {
+    let sink = Sink::start().await;
+    let yaml = broker_yaml("default", "", &[("all", "", &sink.url())]);
+    let cebus = Cebus::start_with(&yaml, |o| o.ingress_threads = 0).await;
+    let url = cebus.broker_url("default", "default");
+    for i in 0..3 {
+        let (status, body) = post_binary(&url, &format!("e{i}"), "t", "{}").await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let got = sink.wait_for(3, WAIT).await;
+    let mut ids: Vec<String> = got.iter().map(|r| r.event().id().into_owned()).collect();
+    ids.sort();
+    assert_eq!(ids, ["e0", "e1", "e2"]);
+    assert!(cebus.server.shutdown(WAIT).await, "drained");
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_deliveries_running_on_the_ingress_threads() {
+    // The delivery runs on the ingress thread that took the event in; it
+    // must finish before shutdown returns, and the thread outlive it.
+    let sink = Sink::start_with(Reply::status(200).delay(Duration::from_millis(500))).await;
+    let yaml = broker_yaml("default", "", &[("all", "", &sink.url())]);
+    let cebus = Cebus::start_with(&yaml, |o| o.ingress_threads = 2).await;
+    let (status, body) =
+        post_binary(&cebus.broker_url("default", "default"), "slow", "t", "{}").await;
+    assert_eq!(status, 202, "{body}");
+    assert!(cebus.server.shutdown(WAIT).await, "drained");
+    let got = sink.received();
+    assert_eq!(got.len(), 1, "delivered before shutdown returned");
+    assert_eq!(got[0].event().id(), "slow");
+}

@@ -109,6 +109,16 @@ impl Client {
     /// closes connections idle longer than 90 s; call after the process's
     /// rustls crypto provider is installed.
     pub fn new(max_idle_per_host: usize) -> Client {
+        Client::with_shards(max_idle_per_host, 1)
+    }
+
+    /// Like [`Client::new`], with the idle connections kept in `shards` pools
+    /// apart (at least one), each up to `max_idle_per_host`: a thread takes and
+    /// returns connections in the shard [`use_pool_shard`] gave it (shard 0
+    /// unless told). A connection answers to the runtime of the thread that
+    /// opened it; one taken up on another runtime's thread would wake that
+    /// thread for every read.
+    pub fn with_shards(max_idle_per_host: usize, shards: usize) -> Client {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
@@ -116,7 +126,9 @@ impl Client {
         connector.set_keepalive_interval(Some(TCP_KEEPALIVE));
         connector.set_keepalive_retries(Some(3));
         let pool = Arc::new(Pool {
-            idle: Mutex::new(HashMap::new()),
+            shards: (0..shards.max(1))
+                .map(|_| Mutex::new(HashMap::new()))
+                .collect(),
             max_idle_per_host,
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -419,18 +431,39 @@ struct Idle {
     since: Instant,
 }
 
-/// Idle connections by `host:port`, most recently used last.
+thread_local! {
+    /// This thread's shard of every [`Client`]'s idle connections.
+    static POOL_SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Makes this thread take and return idle connections in shard `shard` of
+/// every [`Client`] (modulo its shard count). For a thread that runs a
+/// runtime of its own, so its deliveries keep to connections its own runtime
+/// drives.
+pub fn use_pool_shard(shard: usize) {
+    POOL_SHARD.set(shard);
+}
+
+/// One shard's idle connections by `host:port`, most recently used last.
+type Shard = Mutex<HashMap<String, Vec<Idle>>>;
+
+/// Idle connections, in shards.
 struct Pool {
-    idle: Mutex<HashMap<String, Vec<Idle>>>,
+    shards: Box<[Shard]>,
     max_idle_per_host: usize,
 }
 
 impl Pool {
+    /// The calling thread's shard.
+    fn idle(&self) -> &Shard {
+        &self.shards[POOL_SHARD.get() % self.shards.len()]
+    }
+
     /// The most recently used idle connection to `key`.
     fn take(&self, key: &str) -> Option<Box<Conn>> {
         let mut stale = Vec::new();
         let conn = {
-            let mut idle = self.idle.lock().expect("connection pool lock poisoned");
+            let mut idle = self.idle().lock().expect("connection pool lock poisoned");
             let list = idle.get_mut(key)?;
             let found = list.pop();
             match found {
@@ -454,7 +487,7 @@ impl Pool {
         if conn.io.0.is_none() || conn.sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().expect("connection pool lock poisoned");
+        let mut idle = self.idle().lock().expect("connection pool lock poisoned");
         let list = match idle.get_mut(key) {
             Some(list) => list,
             None => idle.entry(key.to_owned()).or_default(),
@@ -474,13 +507,15 @@ impl Pool {
     /// without any, so they can be closed outside the lock.
     fn expired(&self) -> Vec<Idle> {
         let mut out = Vec::new();
-        let mut idle = self.idle.lock().expect("connection pool lock poisoned");
-        idle.retain(|_, list| {
-            // Oldest first: the expired ones are a prefix.
-            let n = list.partition_point(|i| i.since.elapsed() >= POOL_IDLE);
-            out.extend(list.drain(..n));
-            !list.is_empty()
-        });
+        for shard in &self.shards {
+            let mut idle = shard.lock().expect("connection pool lock poisoned");
+            idle.retain(|_, list| {
+                // Oldest first: the expired ones are a prefix.
+                let n = list.partition_point(|i| i.since.elapsed() >= POOL_IDLE);
+                out.extend(list.drain(..n));
+                !list.is_empty()
+            });
+        }
         out
     }
 }
@@ -658,6 +693,42 @@ mod tests {
             assert_eq!(resp.status, 200);
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_thread_reuses_connections_of_its_own_shard_only() {
+        let (addr, accepted) = sink(OK, usize::MAX).await;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = Client::with_shards(8, 2);
+        let url = format!("http://{addr}/x");
+        // Shard 0 (this thread's, untold): one connection, kept.
+        post(&client, &url, 1024).await.unwrap();
+        post(&client, &url, 1024).await.unwrap();
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        // A thread of shard 1 with a runtime of its own opens its own, keeps
+        // it, and leaves shard 0's alone.
+        let (c, u) = (client.clone(), url.clone());
+        // A thread of the blocking pool, so this test's runtime serves the sink.
+        tokio::task::spawn_blocking(move || {
+            use_pool_shard(1);
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                post(&c, &u, 1024).await.unwrap();
+                post(&c, &u, 1024).await.unwrap();
+            });
+        })
+        .await
+        .unwrap();
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        post(&client, &url, 1024).await.unwrap();
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            2,
+            "shard 0 kept its connection"
+        );
     }
 
     #[tokio::test]
