@@ -177,9 +177,11 @@ pub struct TriggerRuntime {
 impl TriggerRuntime {
     /// Hands `work` over: straight to a new delivery task when a slot is free and
     /// nothing is queued (one task hand-off less per event), else to the queue.
-    fn submit(&self, work: Work) {
+    /// True when it had to wait behind others: the trigger is behind.
+    fn submit(&self, work: Work) -> bool {
         // Ordered triggers always go through the dispatcher, which keeps lanes.
-        if !self.plan.load().ordered
+        let ordered = self.plan.load().ordered;
+        if !ordered
             && self.queued.load(Ordering::Acquire) == 0
             && let Ok(permit) = self.slots.clone().try_acquire_owned()
         {
@@ -190,9 +192,9 @@ impl TriggerRuntime {
                 work,
                 permit,
             );
-            return;
+            return false;
         }
-        self.queued.fetch_add(1, Ordering::AcqRel);
+        let behind = self.queued.fetch_add(1, Ordering::AcqRel) > 0 || !ordered;
         let tx = self.tx.get_or_init(|| self.start_dispatcher());
         if let Err(mpsc::error::SendError(work)) = tx.send(work) {
             // The dispatcher is gone (the trigger was removed): dropping the work
@@ -200,6 +202,7 @@ impl TriggerRuntime {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             drop(work);
         }
+        behind
     }
 
     /// Spawns the dispatcher that drains this trigger's queue; it ends when the
@@ -390,7 +393,17 @@ impl BrokerRuntime {
         match &self.channel {
             // Fanned out here, on the thread that took the events in: no hand-off
             // to the fan-out task and back (a wake-up, often of another thread).
-            AnyChannel::Memory(memory) => memory.append_inline(batch, |r| self.route(r))?,
+            AnyChannel::Memory(memory) => {
+                let mut behind = false;
+                memory.append_inline(batch, |r| behind |= self.route(r))?;
+                if behind {
+                    // Deliveries are waiting on this thread: let every task
+                    // ready before this one run first, so a producer faster
+                    // than the subscribers gets its answer a turn later
+                    // instead of crowding out the deliveries.
+                    tokio::task::yield_now().await;
+                }
+            }
             channel => channel.append(batch).await?,
         }
         Ok(())
@@ -398,8 +411,9 @@ impl BrokerRuntime {
 
     /// Matches `record` against the triggers once and hands it to each that
     /// matches; acknowledged at once when none does. For channels without
-    /// cursors, where every trigger reads the one shared stream.
-    fn route(&self, record: Record) {
+    /// cursors, where every trigger reads the one shared stream. True when a
+    /// matching trigger is behind (the record waits in its queue).
+    fn route(&self, record: Record) -> bool {
         let snapshot = self.snapshot.load();
         MATCHED.with_borrow_mut(|matched| {
             snapshot
@@ -407,19 +421,21 @@ impl BrokerRuntime {
                 .matches_into(&record.envelope.event, matched);
             if matched.is_empty() {
                 self.channel.ack(record.offset);
-                return;
+                return false;
             }
             let encoded = Arc::new(deliver::Encoded::default());
             let ack = self.tracker(&record, matched.len());
+            let mut behind = false;
             for &i in matched.iter() {
-                snapshot.triggers[i as usize].submit(Work {
+                behind |= snapshot.triggers[i as usize].submit(Work {
                     partition: record.partition,
                     envelope: record.envelope.clone(),
                     encoded: encoded.clone(),
                     _ack: Ack::Plain(ack.clone()),
                 });
             }
-        });
+            behind
+        })
     }
 
     /// The acknowledgement of `record`, given when `matching` triggers are done.
