@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod plan;
 pub mod runtime;
 pub mod server;
+mod slots;
 pub mod time;
 
 pub use plan::{Plan, PlanOptions};

@@ -18,7 +18,7 @@ use cebus_channels::{
     MemoryChannel, NatsChannel, NatsSettings, NatsStorage, Record,
 };
 use cebus_events::{Event, attr};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -28,7 +28,11 @@ use crate::deliver;
 use crate::follow::{self, Held};
 use crate::metrics::{BrokerCounters, Metrics};
 use crate::plan::{BrokerPlan, ChannelPlan, Plan, TriggerPlan};
+use crate::slots::{Offer, Slots};
 use crate::time::rfc3339;
+
+/// Most scheduler turns an ingress answer waits for triggers that are behind.
+const MAX_TURNS_BEHIND: usize = 32;
 
 thread_local! {
     /// Matching trigger indices of the record being routed on this thread,
@@ -150,20 +154,24 @@ struct Snapshot {
     triggers: Vec<Arc<TriggerRuntime>>,
 }
 
-/// A running trigger: its current plan and the sending end of its queue.
+/// A running trigger: its current plan, its in-flight slots and the work
+/// waiting for one.
 #[derive(Debug)]
 pub struct TriggerRuntime {
     plan: Arc<ArcSwap<TriggerPlan>>,
-    // Unbounded in type, bounded in fact: every queued item is an unacknowledged
-    // channel record, and the channel holds at most `channel_capacity` of those.
-    // Made, with its dispatcher task, the first time an event has to wait: most
-    // triggers never queue (their deliveries start straight from `submit`), and
-    // an idle queue and task cost about 2.7 KiB per trigger.
+    // Both queues below are unbounded in type, bounded in fact: every queued
+    // item is an unacknowledged channel record, and the channel holds at most
+    // `channel_capacity` of those.
+    /// In-flight slots (`max_in_flight_per_trigger`) of unordered work, and
+    /// the work waiting for one, which the tasks holding the slots take as
+    /// each finishes (no dispatcher in between).
+    slots: Slots<Work>,
+    /// Ordered work, to the dispatcher that keeps its lanes. Made, with the
+    /// dispatcher task, the first time an ordered event comes: an idle queue
+    /// and task cost about 2.7 KiB per trigger.
     tx: OnceLock<mpsc::UnboundedSender<Work>>,
     /// Items in `tx` not yet taken by the dispatcher.
     queued: Arc<AtomicUsize>,
-    /// In-flight delivery slots (`max_in_flight_per_trigger`).
-    slots: Arc<Semaphore>,
     /// What each delivery needs, shared: a delivery takes one reference, not
     /// one to each of the dozen handles inside (client, counters, ...).
     ctx: Arc<deliver::Ctx>,
@@ -175,34 +183,71 @@ pub struct TriggerRuntime {
 }
 
 impl TriggerRuntime {
-    /// Hands `work` over: straight to a new delivery task when a slot is free and
-    /// nothing is queued (one task hand-off less per event), else to the queue.
+    /// Hands `work` over: to a new delivery task when a slot is free and
+    /// nothing waits, else to the backlog, which the tasks holding the slots
+    /// work through. Ordered work goes to the dispatcher, which keeps lanes.
     /// True when it had to wait behind others: the trigger is behind.
-    fn submit(&self, work: Work) -> bool {
-        // Ordered triggers always go through the dispatcher, which keeps lanes.
-        let ordered = self.plan.load().ordered;
-        if !ordered
-            && self.queued.load(Ordering::Acquire) == 0
-            && let Ok(permit) = self.slots.clone().try_acquire_owned()
-        {
-            spawn_delivery(
-                &self.shared,
-                self.plan.load_full(),
-                self.ctx.clone(),
-                work,
-                permit,
-            );
-            return false;
+    fn submit(self: &Arc<Self>, work: Work) -> bool {
+        if self.plan.load().ordered {
+            let behind = self.queued.fetch_add(1, Ordering::AcqRel) > 0;
+            let tx = self.tx.get_or_init(|| self.start_dispatcher());
+            if let Err(mpsc::error::SendError(work)) = tx.send(work) {
+                // The dispatcher is gone (the trigger was removed): dropping the
+                // work acknowledges this trigger's share.
+                self.queued.fetch_sub(1, Ordering::AcqRel);
+                drop(work);
+            }
+            return behind;
         }
-        let behind = self.queued.fetch_add(1, Ordering::AcqRel) > 0 || !ordered;
-        let tx = self.tx.get_or_init(|| self.start_dispatcher());
-        if let Err(mpsc::error::SendError(work)) = tx.send(work) {
-            // The dispatcher is gone (the trigger was removed): dropping the work
-            // acknowledges this trigger's share.
-            self.queued.fetch_sub(1, Ordering::AcqRel);
+        match self.slots.offer(work) {
+            Offer::Run(permit, work) => {
+                self.spawn_worker(Some(work), permit);
+                false
+            }
+            Offer::Queued(spare) => {
+                if let Some(permit) = spare {
+                    self.spawn_worker(None, permit);
+                }
+                true
+            }
+        }
+    }
+
+    /// Runs [`TriggerRuntime::work`] in a task of its own.
+    fn spawn_worker(self: &Arc<Self>, first: Option<Work>, permit: OwnedSemaphorePermit) {
+        let t = self.clone();
+        // Boxed: the delivery future is about 2.5 KiB (the HTTP exchange,
+        // retries, timeouts inline), and a spawn moves its future more than once
+        // on the way into the task; boxed, it is written once and the moves are
+        // of a pointer.
+        self.shared
+            .tasks
+            .spawn(Box::pin(async move { t.work(first, permit).await }));
+    }
+
+    /// Holding one slot, delivers `first` and then waiting work, each to its
+    /// final outcome, until none waits.
+    async fn work(self: Arc<Self>, mut next: Option<Work>, permit: OwnedSemaphorePermit) {
+        // Declared first, dropped last: after the slot, if a delivery panicked.
+        let _respawn = Respawn(&self);
+        let mut permit = Some(permit);
+        loop {
+            let work = match next.take().or_else(|| self.slots.take()) {
+                Some(work) => work,
+                None => match permit.take().and_then(|p| self.slots.release(p)) {
+                    // Work came in while this task was looking.
+                    Some(again) => {
+                        permit = Some(again);
+                        continue;
+                    }
+                    None => return,
+                },
+            };
+            let plan = self.plan.load_full();
+            let outcome = deliver::deliver(&work.envelope, &work.encoded, &plan, &self.ctx).await;
+            self.ctx.counters.outcome(outcome).inc();
             drop(work);
         }
-        behind
     }
 
     /// Spawns the dispatcher that drains this trigger's queue; it ends when the
@@ -213,7 +258,6 @@ impl TriggerRuntime {
             rx,
             self.plan.clone(),
             self.queued.clone(),
-            self.slots.clone(),
             self.ctx.clone(),
             self.shared.clone(),
         ));
@@ -221,23 +265,18 @@ impl TriggerRuntime {
     }
 }
 
-/// Runs one delivery in its own task, holding `permit` until it is done.
-fn spawn_delivery(
-    shared: &Shared,
-    plan: Arc<TriggerPlan>,
-    ctx: Arc<deliver::Ctx>,
-    work: Work,
-    permit: tokio::sync::OwnedSemaphorePermit,
-) {
-    // Boxed: the delivery future is about 2.5 KiB (the HTTP exchange, retries,
-    // timeouts inline), and a spawn moves its future more than once on the way
-    // into the task; boxed, it is written once and the moves are of a pointer.
-    shared.tasks.spawn(Box::pin(async move {
-        let outcome = deliver::deliver(&work.envelope, &work.encoded, &plan, &ctx).await;
-        ctx.counters.outcome(outcome).inc();
-        drop(permit);
-        drop(work);
-    }));
+/// Should a delivery panic, the backlog it was working through gets a new task
+/// (the panicking one's slot is free by then), so no waiting work is stranded.
+struct Respawn<'a>(&'a Arc<TriggerRuntime>);
+
+impl Drop for Respawn<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(permit) = self.0.slots.spare()
+        {
+            self.0.spawn_worker(None, permit);
+        }
+    }
 }
 
 /// One event for one trigger.
@@ -394,13 +433,14 @@ impl BrokerRuntime {
             // Fanned out here, on the thread that took the events in: no hand-off
             // to the fan-out task and back (a wake-up, often of another thread).
             AnyChannel::Memory(memory) => {
-                let mut behind = false;
-                memory.append_inline(batch, |r| behind |= self.route(r))?;
-                if behind {
-                    // Deliveries are waiting on this thread: let every task
-                    // ready before this one run first, so a producer faster
-                    // than the subscribers gets its answer a turn later
-                    // instead of crowding out the deliveries.
+                let mut behind = 0;
+                memory.append_inline(batch, |r| behind += self.route(r))?;
+                // Deliveries are waiting on this thread: the producer's answer
+                // waits one scheduler turn for each it added to a backlog, so
+                // that every task ready meanwhile runs first. A producer faster
+                // than the subscribers is so slowed in proportion to the work
+                // it queues, instead of crowding out the deliveries.
+                for _ in 0..behind.min(MAX_TURNS_BEHIND) {
                     tokio::task::yield_now().await;
                 }
             }
@@ -412,8 +452,8 @@ impl BrokerRuntime {
     /// Matches `record` against the triggers once and hands it to each that
     /// matches; acknowledged at once when none does. For channels without
     /// cursors, where every trigger reads the one shared stream. True when a
-    /// matching trigger is behind (the record waits in its queue).
-    fn route(&self, record: Record) -> bool {
+    /// How many matching triggers are behind (the record waits in their queues).
+    fn route(&self, record: Record) -> usize {
         let snapshot = self.snapshot.load();
         MATCHED.with_borrow_mut(|matched| {
             snapshot
@@ -421,18 +461,18 @@ impl BrokerRuntime {
                 .matches_into(&record.envelope.event, matched);
             if matched.is_empty() {
                 self.channel.ack(record.offset);
-                return false;
+                return 0;
             }
             let encoded = Arc::new(deliver::Encoded::default());
             let ack = self.tracker(&record, matched.len());
-            let mut behind = false;
+            let mut behind = 0;
             for &i in matched.iter() {
-                behind |= snapshot.triggers[i as usize].submit(Work {
+                behind += usize::from(snapshot.triggers[i as usize].submit(Work {
                     partition: record.partition,
                     envelope: record.envelope.clone(),
                     encoded: encoded.clone(),
                     _ack: Ack::Plain(ack.clone()),
-                });
+                }));
             }
             behind
         })
@@ -513,12 +553,11 @@ impl BrokerRuntime {
             resolved: Arc::default(),
         });
         let queued = Arc::new(AtomicUsize::new(0));
-        let slots = Arc::new(Semaphore::new(self.shared.limits.max_in_flight_per_trigger));
         Arc::new(TriggerRuntime {
             plan,
+            slots: Slots::new(self.shared.limits.max_in_flight_per_trigger),
             tx: OnceLock::new(),
             queued,
-            slots,
             ctx,
             shared: self.shared.clone(),
             held: self
@@ -855,36 +894,26 @@ async fn follow_cursor(broker: Arc<BrokerRuntime>, t: Arc<TriggerRuntime>, curso
     held.stopped_following();
 }
 
-/// One trigger's dispatcher: takes work in order and delivers it with at most
-/// `max_in_flight_per_trigger` deliveries at once, so a slow subscriber only ever
-/// holds its own slots. Work of an ordered trigger goes to its partition's lane.
+/// An ordered trigger's dispatcher: takes its work in order and hands each item
+/// to its partition's lane. Work that came in ordered stays in its lane even if
+/// the trigger has since become unordered.
 async fn dispatch(
     mut rx: mpsc::UnboundedReceiver<Work>,
     plan: Arc<ArcSwap<TriggerPlan>>,
     queued: Arc<AtomicUsize>,
-    slots: Arc<Semaphore>,
     ctx: Arc<deliver::Ctx>,
     shared: Arc<Shared>,
 ) {
     let mut lanes: HashMap<u32, mpsc::UnboundedSender<Work>> = HashMap::new();
     while let Some(work) = rx.recv().await {
-        if plan.load().ordered {
-            queued.fetch_sub(1, Ordering::AcqRel);
-            let lane_tx = lanes.entry(work.partition).or_insert_with(|| {
-                let (tx, rx) = mpsc::unbounded_channel();
-                shared.tasks.spawn(lane(rx, plan.clone(), ctx.clone()));
-                tx
-            });
-            // A lane ends only when its sender is dropped, below.
-            let _ = lane_tx.send(work);
-            continue;
-        }
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            break;
-        };
-        // Counted as queued until it has a slot, so `submit` never overtakes it.
         queued.fetch_sub(1, Ordering::AcqRel);
-        spawn_delivery(&shared, plan.load_full(), ctx.clone(), work, permit);
+        let lane_tx = lanes.entry(work.partition).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            shared.tasks.spawn(lane(rx, plan.clone(), ctx.clone()));
+            tx
+        });
+        // A lane ends only when its sender is dropped, below.
+        let _ = lane_tx.send(work);
     }
 }
 

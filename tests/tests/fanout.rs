@@ -137,3 +137,36 @@ async fn a_stuck_or_failing_subscriber_does_not_delay_other_triggers() {
     );
     assert!(failing.received().len() >= 4);
 }
+
+#[tokio::test]
+async fn a_backlog_drains_through_the_triggers_slots_and_loses_nothing() {
+    // Three slots, a subscriber that answers after 10 ms, and 8 producers at
+    // once on both ingress threads: most events wait in the backlog while the
+    // slots' tasks finish and pick up the next, the races between a push and
+    // a slot coming free included. Every event must arrive, each once.
+    let sub = Sink::start_with(Reply::status(200).delay(Duration::from_millis(10))).await;
+    let cebus = Cebus::start_with(&broker_yaml("default", "", &[("t", "", &sub.url())]), |o| {
+        o.limits.max_in_flight_per_trigger = 3;
+    })
+    .await;
+    let url = cebus.broker_url("default", "default");
+    let producers: Vec<_> = (0..8)
+        .map(|p| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                for i in 0..25 {
+                    send(&url, &format!("{p}-{i}"), "t", "/s", None).await;
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        p.await.unwrap();
+    }
+    let got = sub.wait_for(200, Duration::from_secs(20)).await;
+    let ids: std::collections::BTreeSet<String> =
+        got.iter().map(|r| r.event().id().into_owned()).collect();
+    assert_eq!((got.len(), ids.len()), (200, 200), "each event once");
+    sub.expect_no_more_than(200, Duration::from_millis(200))
+        .await;
+}
