@@ -451,8 +451,8 @@ impl BrokerRuntime {
 
     /// Matches `record` against the triggers once and hands it to each that
     /// matches; acknowledged at once when none does. For channels without
-    /// cursors, where every trigger reads the one shared stream. True when a
-    /// How many matching triggers are behind (the record waits in their queues).
+    /// cursors, where every trigger reads the one shared stream. Returns how
+    /// many matching triggers are behind (the record waits for their slots).
     fn route(&self, record: Record) -> usize {
         let snapshot = self.snapshot.load();
         MATCHED.with_borrow_mut(|matched| {
@@ -593,6 +593,9 @@ async fn fan_out(broker: Arc<BrokerRuntime>) {
     let mut matched = Vec::new();
     while let Some(record) = broker.channel.recv().await {
         if !cursors {
+            // The broker's own events on the in-memory channel are routed at
+            // ingest and never come this way; records appended through
+            // `Channel::append` would.
             broker.route(record);
             continue;
         }
