@@ -18,7 +18,7 @@ use cebus_channels::{
     MemoryChannel, NatsChannel, NatsSettings, NatsStorage, Record,
 };
 use cebus_events::{Event, attr};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -28,7 +28,7 @@ use crate::deliver;
 use crate::follow::{self, Held};
 use crate::metrics::{BrokerCounters, Metrics};
 use crate::plan::{BrokerPlan, ChannelPlan, Plan, TriggerPlan};
-use crate::slots::{Offer, Slot, Slots};
+use crate::slots::{Offer, Slots};
 use crate::time::rfc3339;
 
 /// Most scheduler turns an ingress answer waits for triggers that are behind.
@@ -200,13 +200,13 @@ impl TriggerRuntime {
             return behind;
         }
         match self.slots.offer(work) {
-            Offer::Run(slot, work) => {
-                self.spawn_worker(Some(work), slot);
+            Offer::Run(permit, work) => {
+                self.spawn_worker(Some(work), permit);
                 false
             }
             Offer::Queued(spare) => {
-                if let Some(slot) = spare {
-                    self.spawn_worker(None, slot);
+                if let Some(permit) = spare {
+                    self.spawn_worker(None, permit);
                 }
                 true
             }
@@ -214,7 +214,7 @@ impl TriggerRuntime {
     }
 
     /// Runs [`TriggerRuntime::work`] in a task of its own.
-    fn spawn_worker(self: &Arc<Self>, first: Option<Work>, slot: Slot) {
+    fn spawn_worker(self: &Arc<Self>, first: Option<Work>, permit: OwnedSemaphorePermit) {
         let t = self.clone();
         // Boxed: the delivery future is about 2.5 KiB (the HTTP exchange,
         // retries, timeouts inline), and a spawn moves its future more than once
@@ -222,23 +222,22 @@ impl TriggerRuntime {
         // of a pointer.
         self.shared
             .tasks
-            .spawn(Box::pin(async move { t.work(first, slot).await }));
+            .spawn(Box::pin(async move { t.work(first, permit).await }));
     }
 
     /// Holding one slot, delivers `first` and then waiting work, each to its
     /// final outcome, until none waits.
-    async fn work(self: Arc<Self>, mut next: Option<Work>, slot: Slot) {
-        let mut holding = Holding {
-            t: &self,
-            slot: Some(slot),
-        };
+    async fn work(self: Arc<Self>, mut next: Option<Work>, permit: OwnedSemaphorePermit) {
+        // Declared first, dropped last: after the slot, if a delivery panicked.
+        let _respawn = Respawn(&self);
+        let mut permit = Some(permit);
         loop {
             let work = match next.take().or_else(|| self.slots.take()) {
                 Some(work) => work,
-                None => match holding.slot.take().and_then(|s| self.slots.release(s)) {
+                None => match permit.take().and_then(|p| self.slots.release(p)) {
                     // Work came in while this task was looking.
                     Some(again) => {
-                        holding.slot = Some(again);
+                        permit = Some(again);
                         continue;
                     }
                     None => return,
@@ -266,23 +265,16 @@ impl TriggerRuntime {
     }
 }
 
-/// The slot a delivery task holds. Should the task end without giving it back
-/// (a delivery panicked, or the runtime dropped the task), the slot is freed;
-/// after a panic the waiting work gets a new task, so none is stranded.
-struct Holding<'a> {
-    t: &'a Arc<TriggerRuntime>,
-    slot: Option<Slot>,
-}
+/// Should a delivery panic, the backlog it was working through gets a new task
+/// (the panicking one's slot is free by then), so no waiting work is stranded.
+struct Respawn<'a>(&'a Arc<TriggerRuntime>);
 
-impl Drop for Holding<'_> {
+impl Drop for Respawn<'_> {
     fn drop(&mut self) {
-        if let Some(slot) = self.slot.take() {
-            self.t.slots.give_back(slot);
-            if std::thread::panicking()
-                && let Some(spare) = self.t.slots.spare()
-            {
-                self.t.spawn_worker(None, spare);
-            }
+        if std::thread::panicking()
+            && let Some(permit) = self.0.slots.spare()
+        {
+            self.0.spawn_worker(None, permit);
         }
     }
 }

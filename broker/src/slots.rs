@@ -15,8 +15,10 @@
 //! lock per delivery is a cache line passed between them.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering, fence};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// In-flight slots and the queue of work waiting for one.
 #[derive(Debug)]
@@ -25,26 +27,18 @@ pub(crate) struct Slots<W> {
     waiting: Mutex<VecDeque<W>>,
     /// Items in `waiting`, changed under its lock, read without it.
     len: AtomicUsize,
-    /// Slots not taken. A plain count: nobody waits for a slot (work waits in
-    /// the queue instead), so no semaphore with its waiter list is needed.
-    free: AtomicUsize,
+    permits: Arc<Semaphore>,
 }
-
-/// A slot taken from [`Slots`]; give it back with [`Slots::release`] or
-/// [`Slots::give_back`]. Dropped otherwise, the slot is lost to its trigger.
-#[derive(Debug)]
-#[must_use = "a slot not given back is lost to its trigger"]
-pub(crate) struct Slot(());
 
 /// What [`Slots::offer`] did with an item.
 #[derive(Debug)]
 pub(crate) enum Offer<W> {
     /// A slot was free and nothing waited: run the item now, holding the slot.
-    Run(Slot, W),
+    Run(OwnedSemaphorePermit, W),
     /// Queued. With a slot: start a holder that takes from the queue (every
     /// earlier holder may have looked before the item came); without one, the
     /// current holders will take it.
-    Queued(Option<Slot>),
+    Queued(Option<OwnedSemaphorePermit>),
 }
 
 impl<W> Slots<W> {
@@ -54,7 +48,7 @@ impl<W> Slots<W> {
         Slots {
             waiting: Mutex::new(VecDeque::new()),
             len: AtomicUsize::new(0),
-            free: AtomicUsize::new(n.max(1)),
+            permits: Arc::new(Semaphore::new(n.max(1))),
         }
     }
 
@@ -66,9 +60,9 @@ impl<W> Slots<W> {
     /// overtakes waiting work), else queues it.
     pub(crate) fn offer(&self, item: W) -> Offer<W> {
         if self.len.load(Ordering::SeqCst) == 0
-            && let Some(slot) = self.try_slot()
+            && let Ok(permit) = self.permits.clone().try_acquire_owned()
         {
-            return Offer::Run(slot, item);
+            return Offer::Run(permit, item);
         }
         {
             let mut waiting = self.waiting();
@@ -93,33 +87,20 @@ impl<W> Slots<W> {
 
     /// A holder that found nothing to take gives its slot back. If work came
     /// in meanwhile and a slot is free, it gets one back to go on with.
-    pub(crate) fn release(&self, slot: Slot) -> Option<Slot> {
-        self.give_back(slot);
+    pub(crate) fn release(&self, permit: OwnedSemaphorePermit) -> Option<OwnedSemaphorePermit> {
+        drop(permit);
         self.spare()
     }
 
-    /// Frees `slot`, without looking at the queue.
-    pub(crate) fn give_back(&self, slot: Slot) {
-        let Slot(()) = slot;
-        self.free.fetch_add(1, Ordering::SeqCst);
-    }
-
     /// A free slot, if work waits for one.
-    pub(crate) fn spare(&self) -> Option<Slot> {
+    pub(crate) fn spare(&self) -> Option<OwnedSemaphorePermit> {
         // Between this side's write (an item queued, or a slot freed) and its
         // read of the other's: see the module's note.
         fence(Ordering::SeqCst);
         if self.len.load(Ordering::SeqCst) == 0 {
             return None;
         }
-        self.try_slot()
-    }
-
-    fn try_slot(&self) -> Option<Slot> {
-        self.free
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| f.checked_sub(1))
-            .ok()
-            .map(|_| Slot(()))
+        self.permits.clone().try_acquire_owned().ok()
     }
 
     /// Items waiting.
@@ -135,7 +116,7 @@ impl<W> Slots<W> {
 mod tests {
     use super::*;
 
-    fn run<W: std::fmt::Debug>(offer: Offer<W>) -> (Slot, W) {
+    fn run<W: std::fmt::Debug>(offer: Offer<W>) -> (OwnedSemaphorePermit, W) {
         match offer {
             Offer::Run(p, w) => (p, w),
             other => panic!("expected Run, got {other:?}"),
@@ -166,10 +147,10 @@ mod tests {
         let slots = Slots::new(1);
         let (p, _) = run(slots.offer(1));
         assert!(matches!(slots.offer(2), Offer::Queued(None)));
-        slots.give_back(p); // a slot frees while 2 waits
+        drop(p); // a slot frees while 2 waits
         // 3 must queue behind 2; the offer hands out the free slot to take 2.
         match slots.offer(3) {
-            Offer::Queued(Some(p)) => slots.give_back(p),
+            Offer::Queued(Some(_p)) => {}
             other => panic!("expected Queued with a slot, got {other:?}"),
         }
         assert_eq!((slots.take(), slots.take()), (Some(2), Some(3)));
@@ -211,12 +192,8 @@ mod tests {
         let (p3, _) = run(slots.offer(3));
         assert!(matches!(slots.offer(4), Offer::Queued(None)));
         assert!(slots.spare().is_none(), "every slot is held");
-        slots.give_back(p3);
+        drop(p3);
         let spare = slots.spare().expect("a free slot while 4 waits");
-        assert!(slots.spare().is_none(), "the only free slot is taken");
-        for p in [p1, p2, spare] {
-            slots.give_back(p);
-        }
-        assert_eq!(slots.free.load(Ordering::SeqCst), 3, "every slot back");
+        drop((p1, p2, spare));
     }
 }
