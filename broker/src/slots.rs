@@ -5,17 +5,10 @@
 //! No item may be stranded: work queued while every slot is held must be taken
 //! by some holder. Both sides look again after acting: [`Slots::offer`] tries
 //! for a slot after queueing, and [`Slots::release`] looks at the queue after
-//! freeing its slot. Each side writes (queue length, slot count), then a
-//! sequentially consistent fence, then reads the other's: of two such
-//! sequences, at least one reads what the other wrote, so one of them takes
-//! the item.
-//!
-//! The queue's length is kept beside it, so the common case (nothing waits)
-//! takes no lock: both ingress threads deliver for the same triggers, and a
-//! lock per delivery is a cache line passed between them.
+//! freeing its slot. Whichever of the two comes second sees the other's
+//! action (the queue's lock orders them), so one of them takes the item.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -25,8 +18,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub(crate) struct Slots<W> {
     // Unbounded in type; the caller bounds what it offers.
     waiting: Mutex<VecDeque<W>>,
-    /// Items in `waiting`, changed under its lock, read without it.
-    len: AtomicUsize,
     permits: Arc<Semaphore>,
 }
 
@@ -47,7 +38,6 @@ impl<W> Slots<W> {
     pub(crate) fn new(n: usize) -> Slots<W> {
         Slots {
             waiting: Mutex::new(VecDeque::new()),
-            len: AtomicUsize::new(0),
             permits: Arc::new(Semaphore::new(n.max(1))),
         }
     }
@@ -59,30 +49,18 @@ impl<W> Slots<W> {
     /// Runs `item` at once when a slot is free and nothing waits (so it never
     /// overtakes waiting work), else queues it.
     pub(crate) fn offer(&self, item: W) -> Offer<W> {
-        if self.len.load(Ordering::SeqCst) == 0
+        if self.waiting().is_empty()
             && let Ok(permit) = self.permits.clone().try_acquire_owned()
         {
             return Offer::Run(permit, item);
         }
-        {
-            let mut waiting = self.waiting();
-            waiting.push_back(item);
-            self.len.fetch_add(1, Ordering::SeqCst);
-        }
+        self.waiting().push_back(item);
         Offer::Queued(self.spare())
     }
 
     /// The next waiting item, for a task holding a slot.
     pub(crate) fn take(&self) -> Option<W> {
-        if self.len.load(Ordering::SeqCst) == 0 {
-            return None;
-        }
-        let mut waiting = self.waiting();
-        let item = waiting.pop_front();
-        if item.is_some() {
-            self.len.fetch_sub(1, Ordering::SeqCst);
-        }
-        item
+        self.waiting().pop_front()
     }
 
     /// A holder that found nothing to take gives its slot back. If work came
@@ -94,10 +72,7 @@ impl<W> Slots<W> {
 
     /// A free slot, if work waits for one.
     pub(crate) fn spare(&self) -> Option<OwnedSemaphorePermit> {
-        // Between this side's write (an item queued, or a slot freed) and its
-        // read of the other's: see the module's note.
-        fence(Ordering::SeqCst);
-        if self.len.load(Ordering::SeqCst) == 0 {
+        if self.waiting().is_empty() {
             return None;
         }
         self.permits.clone().try_acquire_owned().ok()
@@ -106,9 +81,7 @@ impl<W> Slots<W> {
     /// Items waiting.
     #[cfg(test)]
     fn len(&self) -> usize {
-        let n = self.waiting().len();
-        assert_eq!(n, self.len.load(Ordering::SeqCst), "the kept length");
-        n
+        self.waiting().len()
     }
 }
 
