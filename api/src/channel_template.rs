@@ -17,8 +17,8 @@ use crate::error::{ConfigError, FieldPath};
 use crate::kafka::{KafkaBrokerConfig, check_server};
 use crate::load::{Config, Located};
 use crate::nats::{
-    DEFAULT_DUPLICATE_WINDOW, NatsBrokerConfig, NatsClientCert, NatsCredentials, NatsStorageKind,
-    NatsTls, cert_problem, check_url, creds_problem, key_problem,
+    DEFAULT_DUPLICATE_WINDOW, NatsBrokerConfig, NatsClientCert, NatsCredentials, NatsKeys,
+    NatsStorageKind, NatsTls, cert_problem, check_url, creds_problem, key_problem,
 };
 use crate::types::{BROKER_CLASS_ANNOTATION, Broker, ConfigMap, DEFAULT_BROKER_CLASS};
 
@@ -624,6 +624,7 @@ fn nats_template(
     let (servers, credentials, tls) = nats_connection(at, config, problems)?;
     Some(ChannelTemplate::Nats(NatsBrokerConfig {
         servers,
+        keys: NatsKeys::CONFIG_NATS,
         credentials,
         tls,
         storage,
@@ -1180,6 +1181,7 @@ mod tests {
             nats,
             Ok(ChannelTemplate::Nats(NatsBrokerConfig {
                 servers: vec!["nats://127.0.0.1:4222".into()],
+                keys: NatsKeys::CONFIG_NATS,
                 credentials: NatsCredentials::None,
                 tls: NatsTls::default(),
                 storage: NatsStorageKind::Memory,

@@ -24,8 +24,8 @@ pub use kafka::{
 };
 pub use load::{Config, Located, Object, load_and_validate, load_path, load_sources, load_str};
 pub use nats::{
-    NATS_BROKER_CLASS, NatsBrokerConfig, NatsClientCert, NatsCredentials, NatsStorageKind, NatsTls,
-    parse_nats_config,
+    NATS_BROKER_CLASS, NatsBrokerConfig, NatsClientCert, NatsCredentials, NatsKeys,
+    NatsStorageKind, NatsTls, parse_nats_config,
 };
 pub use resolve::{broker_ttl, ignores_invalid_reply, max_event_size, resolve_destination};
 pub use types::*;

@@ -102,14 +102,15 @@ impl std::fmt::Debug for NatsCredentials {
 }
 
 impl NatsCredentials {
-    /// What kind of authentication this is, for messages (never a secret).
-    pub fn describe(&self) -> String {
+    /// What kind of authentication this is, for messages (never a secret);
+    /// `keys` name where it came from.
+    pub fn describe(&self, keys: &NatsKeys) -> String {
         match self {
             NatsCredentials::None => "no authentication".into(),
             NatsCredentials::Token(_) => "a token".into(),
             NatsCredentials::UserPassword { user, .. } => format!("user {user} and a password"),
             NatsCredentials::NKey(_) => "an NKey seed (nkeySeedSecret)".into(),
-            NatsCredentials::Creds(_) => "the credentials of credentialsSecret".into(),
+            NatsCredentials::Creds(_) => format!("the credentials of {}", keys.creds),
             NatsCredentials::CredsFile(path) => {
                 format!("the credentials file {path} (credentialsFile)")
             }
@@ -162,11 +163,44 @@ impl std::fmt::Debug for NatsClientCert {
     }
 }
 
+/// The config keys a NATS connection's credentials and TLS material came from,
+/// so that messages about them name what the user wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NatsKeys {
+    /// Where a `.creds` file came from.
+    pub creds: &'static str,
+    /// Where the CA to trust came from.
+    pub ca: &'static str,
+    /// Where the client certificate came from.
+    pub cert: &'static str,
+    /// Where the client certificate's key came from.
+    pub key: &'static str,
+}
+
+impl NatsKeys {
+    /// A `NatsJetStreamBroker`'s ConfigMap.
+    pub const BROKER: NatsKeys = NatsKeys {
+        creds: "credentialsSecret",
+        ca: "caSecret",
+        cert: "certSecret",
+        key: "keySecret",
+    };
+    /// `knative-eventing/config-nats`, for a NatsJetStreamChannel template.
+    pub const CONFIG_NATS: NatsKeys = NatsKeys {
+        creds: "config-nats eventing-nats.auth.credentialFile",
+        ca: "config-nats eventing-nats.tls",
+        cert: "config-nats eventing-nats.auth.tls (tls.crt)",
+        key: "config-nats eventing-nats.auth.tls (tls.key)",
+    };
+}
+
 /// A `NatsJetStreamBroker`'s validated settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NatsBrokerConfig {
     /// Server URLs (`nats://` or `tls://`).
     pub servers: Vec<String>,
+    /// Where the credentials and TLS material below came from.
+    pub keys: NatsKeys,
     /// Credentials.
     pub credentials: NatsCredentials,
     /// TLS settings.
@@ -295,6 +329,7 @@ pub fn parse_nats_config(
     }
     Ok(NatsBrokerConfig {
         servers,
+        keys: NatsKeys::BROKER,
         credentials,
         tls,
         storage,

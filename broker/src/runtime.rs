@@ -338,6 +338,7 @@ fn make_channel(plan: &BrokerPlan, limits: &Limits) -> AnyChannel {
             let mut s = NatsSettings::new(n.servers.clone(), &plan.namespace, &plan.name);
             s.auth = n.credentials.clone();
             s.tls = n.tls.clone();
+            s.keys = n.keys;
             s.storage = match n.storage {
                 cebus_api::NatsStorageKind::File => NatsStorage::File,
                 cebus_api::NatsStorageKind::Memory => NatsStorage::Memory,

@@ -35,7 +35,7 @@ use crate::cursor::{self, Cursor, CursorStart};
 use crate::{Channel, ChannelError, DEFAULT_TTL, Envelope, Feed, Record};
 
 /// Credentials and TLS as the broker's ConfigMap gives them (Debug redacts secrets).
-pub use cebus_api::{NatsClientCert, NatsCredentials, NatsTls};
+pub use cebus_api::{NatsClientCert, NatsCredentials, NatsKeys, NatsTls};
 
 mod connect;
 
@@ -87,6 +87,8 @@ pub struct NatsSettings {
     pub auth: NatsCredentials,
     /// TLS: CA to trust, client certificate, TLS on `nats://` URLs too.
     pub tls: NatsTls,
+    /// Where `auth` and `tls` came from, for messages.
+    pub keys: NatsKeys,
     /// Stream name.
     pub stream: String,
     /// The stream's only subject, where events are published.
@@ -121,6 +123,7 @@ impl NatsSettings {
             servers,
             auth: NatsCredentials::None,
             tls: NatsTls::default(),
+            keys: NatsKeys::BROKER,
             stream: stream_name(namespace, broker),
             subject: subject_name(namespace, broker),
             storage: NatsStorage::File,

@@ -10,7 +10,7 @@ use async_nats::ConnectOptions;
 use async_nats::rustls::pki_types::pem::PemObject;
 use async_nats::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use async_nats::rustls::{self, ClientConfig, RootCertStore};
-use cebus_api::{NatsCredentials, NatsTls};
+use cebus_api::{NatsCredentials, NatsKeys, NatsTls};
 
 use super::NatsSettings;
 
@@ -72,7 +72,7 @@ async fn options(settings: &NatsSettings) -> Result<ConnectOptions, String> {
         opts = opts.require_tls(true);
     }
     if settings.tls.has_material() {
-        opts = opts.tls_client_config(tls_config(&settings.tls)?);
+        opts = opts.tls_client_config(tls_config(&settings.tls, &settings.keys)?);
     }
     Ok(opts)
 }
@@ -87,23 +87,27 @@ fn ending_in_newline(creds: &str) -> String {
     s
 }
 
-/// A rustls client config trusting `caSecret` (or the system's CA certificates)
-/// and presenting the client certificate, if any. The process's crypto
-/// provider, else ring (the only one cebus builds in).
-fn tls_config(tls: &NatsTls) -> Result<ClientConfig, String> {
+/// A rustls client config trusting the configured CA (`caSecret`, or the
+/// system's CA certificates) and presenting the client certificate, if any.
+/// The process's crypto provider, else ring (the only one cebus builds in).
+/// Errors name the keys in `keys`.
+fn tls_config(tls: &NatsTls, keys: &NatsKeys) -> Result<ClientConfig, String> {
     let mut roots = RootCertStore::empty();
     if let Some(pem) = &tls.ca {
         for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-            let cert = cert.map_err(|e| format!("caSecret is not valid PEM: {e}"))?;
+            let cert = cert.map_err(|e| format!("{} is not valid PEM: {e}", keys.ca))?;
             roots
                 .add(cert)
-                .map_err(|e| format!("a certificate of caSecret cannot be trusted: {e}"))?;
+                .map_err(|e| format!("a certificate of {} cannot be trusted: {e}", keys.ca))?;
         }
     } else {
         let native = rustls_native_certs::load_native_certs();
         let (added, _) = roots.add_parsable_certificates(native.certs);
         if added == 0 {
-            return Err("no caSecret, and no system CA certificates to trust instead".to_owned());
+            return Err(format!(
+                "no {}, and no system CA certificates to trust instead",
+                keys.ca
+            ));
         }
     }
     let provider = rustls::crypto::CryptoProvider::get_default()
@@ -118,11 +122,14 @@ fn tls_config(tls: &NatsTls) -> Result<ClientConfig, String> {
     };
     let chain = CertificateDer::pem_slice_iter(client.cert.as_bytes())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("certSecret is not valid PEM: {e}"))?;
+        .map_err(|e| format!("{} is not valid PEM: {e}", keys.cert))?;
     let key = PrivateKeyDer::from_pem_slice(client.key.as_bytes())
-        .map_err(|e| format!("keySecret is not a valid PEM private key: {e}"))?;
+        .map_err(|e| format!("{} is not a valid PEM private key: {e}", keys.key))?;
     builder.with_client_auth_cert(chain, key).map_err(|e| {
-        format!("the client certificate (certSecret) and key (keySecret) cannot be used: {e}")
+        format!(
+            "the client certificate ({}) and key ({}) cannot be used: {e}",
+            keys.cert, keys.key
+        )
     })
 }
 
@@ -130,17 +137,18 @@ fn tls_config(tls: &NatsTls) -> Result<ClientConfig, String> {
 /// settings (never a secret).
 fn attempt(settings: &NatsSettings) -> String {
     let tls = &settings.tls;
-    let mut s = settings.auth.describe();
+    let keys = &settings.keys;
+    let mut s = settings.auth.describe(keys);
     if tls.required
         || tls.has_material()
         || settings.servers.iter().any(|u| u.starts_with("tls://"))
     {
-        s.push_str(match &tls.ca {
-            Some(_) => ", over TLS trusting caSecret",
-            None => ", over TLS trusting the system's CA certificates",
-        });
+        match &tls.ca {
+            Some(_) => s.push_str(&format!(", over TLS trusting {}", keys.ca)),
+            None => s.push_str(", over TLS trusting the system's CA certificates"),
+        }
         if tls.client.is_some() {
-            s.push_str(" with the client certificate of certSecret");
+            s.push_str(&format!(" with the client certificate of {}", keys.cert));
         }
     }
     s
@@ -240,5 +248,43 @@ mod tests {
         );
         let plain = settings(NatsCredentials::Token("t".into()), NatsTls::default());
         assert_eq!(attempt(&plain), "a token");
+    }
+
+    #[tokio::test]
+    async fn from_config_nats_the_messages_name_its_fields() {
+        // A NatsJetStreamChannel template's connection comes from config-nats,
+        // whose fields are not the broker ConfigMap's keys.
+        let tls = NatsTls {
+            required: true,
+            ca: Some("pem".into()),
+            client: Some(NatsClientCert {
+                cert: "c".into(),
+                key: "k".into(),
+            }),
+        };
+        let mut s = settings(NatsCredentials::Creds("jwt".into()), tls);
+        s.keys = NatsKeys::CONFIG_NATS;
+        assert_eq!(
+            attempt(&s),
+            "the credentials of config-nats eventing-nats.auth.credentialFile, over TLS \
+             trusting config-nats eventing-nats.tls with the client certificate of \
+             config-nats eventing-nats.auth.tls (tls.crt)"
+        );
+        let mut bad_ca = settings(
+            NatsCredentials::None,
+            NatsTls {
+                ca: Some("-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n".into()),
+                ..NatsTls::default()
+            },
+        );
+        bad_ca.keys = NatsKeys::CONFIG_NATS;
+        let Err(reason) = connect(&bad_ca).await else {
+            panic!("connected")
+        };
+        assert!(
+            reason.contains("config-nats eventing-nats.tls is not valid PEM"),
+            "{reason}"
+        );
+        assert!(!reason.contains("caSecret"), "{reason}");
     }
 }
