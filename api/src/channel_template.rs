@@ -624,7 +624,7 @@ fn nats_template(
     let (servers, credentials, tls) = nats_connection(at, config, problems)?;
     Some(ChannelTemplate::Nats(NatsBrokerConfig {
         servers,
-        keys: NatsKeys::CONFIG_NATS,
+        keys: &NatsKeys::CONFIG_NATS,
         credentials,
         tls,
         storage,
@@ -1181,7 +1181,7 @@ mod tests {
             nats,
             Ok(ChannelTemplate::Nats(NatsBrokerConfig {
                 servers: vec!["nats://127.0.0.1:4222".into()],
-                keys: NatsKeys::CONFIG_NATS,
+                keys: &NatsKeys::CONFIG_NATS,
                 credentials: NatsCredentials::None,
                 tls: NatsTls::default(),
                 storage: NatsStorageKind::Memory,

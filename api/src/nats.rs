@@ -200,7 +200,7 @@ pub struct NatsBrokerConfig {
     /// Server URLs (`nats://` or `tls://`).
     pub servers: Vec<String>,
     /// Where the credentials and TLS material below came from.
-    pub keys: NatsKeys,
+    pub keys: &'static NatsKeys,
     /// Credentials.
     pub credentials: NatsCredentials,
     /// TLS settings.
@@ -329,7 +329,7 @@ pub fn parse_nats_config(
     }
     Ok(NatsBrokerConfig {
         servers,
-        keys: NatsKeys::BROKER,
+        keys: &NatsKeys::BROKER,
         credentials,
         tls,
         storage,

@@ -88,7 +88,7 @@ pub struct NatsSettings {
     /// TLS: CA to trust, client certificate, TLS on `nats://` URLs too.
     pub tls: NatsTls,
     /// Where `auth` and `tls` came from, for messages.
-    pub keys: NatsKeys,
+    pub keys: &'static NatsKeys,
     /// Stream name.
     pub stream: String,
     /// The stream's only subject, where events are published.
@@ -123,7 +123,7 @@ impl NatsSettings {
             servers,
             auth: NatsCredentials::None,
             tls: NatsTls::default(),
-            keys: NatsKeys::BROKER,
+            keys: &NatsKeys::BROKER,
             stream: stream_name(namespace, broker),
             subject: subject_name(namespace, broker),
             storage: NatsStorage::File,

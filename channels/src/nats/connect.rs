@@ -72,7 +72,7 @@ async fn options(settings: &NatsSettings) -> Result<ConnectOptions, String> {
         opts = opts.require_tls(true);
     }
     if settings.tls.has_material() {
-        opts = opts.tls_client_config(tls_config(&settings.tls, &settings.keys)?);
+        opts = opts.tls_client_config(tls_config(&settings.tls, settings.keys)?);
     }
     Ok(opts)
 }
@@ -137,7 +137,7 @@ fn tls_config(tls: &NatsTls, keys: &NatsKeys) -> Result<ClientConfig, String> {
 /// settings (never a secret).
 fn attempt(settings: &NatsSettings) -> String {
     let tls = &settings.tls;
-    let keys = &settings.keys;
+    let keys = settings.keys;
     let mut s = settings.auth.describe(keys);
     if tls.required
         || tls.has_material()
@@ -164,6 +164,18 @@ mod tests {
         s.auth = auth;
         s.tls = tls;
         s
+    }
+
+    /// TLS required, a CA and a client certificate (placeholders).
+    fn all_tls() -> NatsTls {
+        NatsTls {
+            required: true,
+            ca: Some("pem".into()),
+            client: Some(NatsClientCert {
+                cert: "c".into(),
+                key: "k".into(),
+            }),
+        }
     }
 
     #[tokio::test]
@@ -233,14 +245,7 @@ mod tests {
 
     #[test]
     fn an_attempt_is_described_by_its_settings() {
-        let tls = NatsTls {
-            required: true,
-            ca: Some("pem".into()),
-            client: Some(NatsClientCert {
-                cert: "c".into(),
-                key: "k".into(),
-            }),
-        };
+        let tls = all_tls();
         assert_eq!(
             attempt(&settings(NatsCredentials::NKey("s".into()), tls)),
             "an NKey seed (nkeySeedSecret), over TLS trusting caSecret with the client \
@@ -254,16 +259,9 @@ mod tests {
     async fn from_config_nats_the_messages_name_its_fields() {
         // A NatsJetStreamChannel template's connection comes from config-nats,
         // whose fields are not the broker ConfigMap's keys.
-        let tls = NatsTls {
-            required: true,
-            ca: Some("pem".into()),
-            client: Some(NatsClientCert {
-                cert: "c".into(),
-                key: "k".into(),
-            }),
-        };
+        let tls = all_tls();
         let mut s = settings(NatsCredentials::Creds("jwt".into()), tls);
-        s.keys = NatsKeys::CONFIG_NATS;
+        s.keys = &NatsKeys::CONFIG_NATS;
         assert_eq!(
             attempt(&s),
             "the credentials of config-nats eventing-nats.auth.credentialFile, over TLS \
@@ -277,7 +275,7 @@ mod tests {
                 ..NatsTls::default()
             },
         );
-        bad_ca.keys = NatsKeys::CONFIG_NATS;
+        bad_ca.keys = &NatsKeys::CONFIG_NATS;
         let Err(reason) = connect(&bad_ca).await else {
             panic!("connected")
         };
