@@ -385,13 +385,25 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let connection = connection(stream, front.clone(), slot, stop.clone());
+        let (front, stop) = (front.clone(), stop.clone());
         if threads.is_empty() {
-            connections.spawn(connection);
-        } else {
-            connections.spawn_on(connection, &threads[next % threads.len()]);
-            next = next.wrapping_add(1);
+            connections.spawn(connection(stream, front, slot, stop));
+            continue;
         }
+        // Registered anew with the thread's runtime; a socket that fails it is
+        // closed, as if reset.
+        let Ok(stream) = stream.into_std() else {
+            continue;
+        };
+        connections.spawn_on(
+            async move {
+                if let Ok(stream) = tokio::net::TcpStream::from_std(stream) {
+                    connection(stream, front, slot, stop).await;
+                }
+            },
+            &threads[next % threads.len()],
+        );
+        next = next.wrapping_add(1);
     }
     drop(listener);
     connections.close();
@@ -408,11 +420,6 @@ async fn connection(
 ) {
     // Held while the connection is open.
     let _slot = slot;
-    // Registered anew with the runtime this runs on (the accepting one may be
-    // another); a socket that fails it is closed, as if reset.
-    let Ok(stream) = stream.into_std().and_then(tokio::net::TcpStream::from_std) else {
-        return;
-    };
     let conn = hyper::server::conn::http1::Builder::new()
         .serve_connection(hyper_util::rt::TokioIo::new(stream), front);
     let mut conn = std::pin::pin!(conn);
