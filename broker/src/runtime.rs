@@ -10,13 +10,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use cebus_channels::{
-    AnyChannel, Channel, ChannelError, Cursor, Envelope, KafkaChannel, KafkaSettings,
-    MemoryChannel, NatsChannel, NatsSettings, NatsStorage, Record,
-};
+use cebus_channels::{AnyChannel, Channel, ChannelError, Cursor, Envelope, Record};
 use cebus_events::{Event, attr};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -24,8 +21,10 @@ use tokio_util::task::TaskTracker;
 
 use cebus_triggers::Matcher;
 
+use crate::channel::make_channel;
 use crate::deliver;
 use crate::follow::{self, Held};
+pub use crate::limits::Limits;
 use crate::metrics::{BrokerCounters, Metrics};
 use crate::plan::{BrokerPlan, ChannelPlan, Plan, TriggerPlan};
 use crate::slots::{Offer, Slots};
@@ -38,33 +37,6 @@ thread_local! {
     /// Matching trigger indices of the record being routed on this thread,
     /// reused so routing allocates no vector per event.
     static MATCHED: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Process-wide limits of the data plane.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Unacknowledged events per broker channel (beyond it: 503).
-    pub channel_capacity: usize,
-    /// Concurrent deliveries per trigger.
-    pub max_in_flight_per_trigger: usize,
-    /// Time limit of an attempt when the delivery spec sets no `timeout`.
-    pub default_timeout: Duration,
-    /// HTTP requests in flight at once to one subscriber or dead-letter host
-    /// (`host:port`). Bounds the connections to it (the keep-alive pool holds as
-    /// many), so many triggers delivering to one host reuse connections instead of
-    /// opening and closing them; a stuck host only uses up its own permits.
-    pub max_outbound: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            channel_capacity: cebus_channels::memory::DEFAULT_CAPACITY,
-            max_in_flight_per_trigger: 100,
-            default_timeout: Duration::from_secs(60),
-            max_outbound: 1024,
-        }
-    }
 }
 
 /// What every broker shares: the HTTP client pool, metrics, task tracker, limits.
@@ -323,49 +295,6 @@ impl AckTracker {
     pub(crate) fn done(&self) {
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.channel.ack(self.offset);
-        }
-    }
-}
-
-/// The channel `plan` asks for. A NATS channel connects in the background; until
-/// it is ready, ingress answers 503.
-fn make_channel(plan: &BrokerPlan, limits: &Limits) -> AnyChannel {
-    match &plan.channel {
-        ChannelPlan::Memory => {
-            AnyChannel::Memory(Arc::new(MemoryChannel::new(limits.channel_capacity)))
-        }
-        ChannelPlan::Nats(n) => {
-            let mut s = NatsSettings::new(n.servers.clone(), &plan.namespace, &plan.name);
-            s.auth = n.credentials.clone();
-            s.tls = n.tls.clone();
-            s.keys = n.keys;
-            s.storage = match n.storage {
-                cebus_api::NatsStorageKind::File => NatsStorage::File,
-                cebus_api::NatsStorageKind::Memory => NatsStorage::Memory,
-            };
-            s.replicas = n.replicas;
-            s.max_age = n.max_age;
-            s.max_bytes = n.max_bytes;
-            s.max_messages = n.max_messages;
-            s.max_message_size = n.max_message_size;
-            s.duplicate_window = n.duplicate_window;
-            // The window: records handed out and not yet delivered everywhere.
-            s.window = limits.channel_capacity;
-            s.default_ttl = plan.max_ttl;
-            AnyChannel::Nats(Arc::new(NatsChannel::connect(s)))
-        }
-        ChannelPlan::Kafka(k) => {
-            let mut s = KafkaSettings::new(&k.bootstrap_servers, &plan.namespace, &plan.name);
-            if let Some(topic) = &k.topic {
-                s.topic.clone_from(topic);
-            }
-            s.partitions = k.partitions;
-            s.replication_factor = k.replication_factor;
-            s.max_message_bytes = plan.max_event_size;
-            // The window: records handed out and not yet delivered everywhere.
-            s.window = limits.channel_capacity;
-            s.default_ttl = plan.max_ttl;
-            AnyChannel::Kafka(Arc::new(KafkaChannel::connect(s)))
         }
     }
 }
