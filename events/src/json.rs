@@ -13,8 +13,8 @@ use bytes::Bytes;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::error::DecodeError;
 use crate::event::{AttrValue, Event, SpecVersion, attr};
-use crate::http::DecodeError;
 
 /// The JSON member carrying data that is not embedded as JSON (1.0).
 pub const DATA_BASE64: &str = "data_base64";

@@ -1,10 +1,13 @@
 //! CloudEvents as cebus carries them: the event value, its validation against the
 //! CloudEvents spec, and the HTTP binding (binary, structured and batch modes).
 
+pub mod error;
 pub mod event;
 pub mod http;
 pub mod json;
+pub mod time;
 pub mod validate;
+pub mod wire;
 
 pub use event::{AttrValue, Event, SpecVersion, attr};
 pub use http::{
