@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use cebus_channels::{AnyChannel, Channel, ChannelError, Cursor, Envelope, Record};
+use cebus_channels::{AnyChannel, Channel, ChannelError, Cursor, Envelope, Log, Record};
 use cebus_events::{Event, attr};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio_util::sync::CancellationToken;

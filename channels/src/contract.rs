@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use cebus_events::Event;
 
-use crate::{AnyChannel, Channel, ChannelError, CursorStart, Envelope};
+use crate::channel::{Channel, ChannelError, Envelope, Record};
+use crate::log::{Cursor, CursorReader, CursorStart, Log};
 
 /// How a backend keeps its `capacity`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,7 +155,7 @@ pub async fn events_are_unchanged<C: Channel>(c: C) {
 /// it is listed while stored, resumes where it was after a reopen, gives back
 /// an unacknowledged record (at least once), and is gone once deleted. `c` must
 /// be a fresh, single-lane channel.
-pub async fn cursors(c: AnyChannel) {
+pub async fn cursors<L: Log>(c: L) {
     c.append((0..6).map(|i| envelope(&format!("e{i}"))).collect())
         .await
         .unwrap();
@@ -217,7 +218,7 @@ pub async fn cursors(c: AnyChannel) {
 }
 
 /// The cursor's next record (panics after a minute).
-async fn next_of(cursor: &crate::Cursor) -> crate::Record {
+async fn next_of<R: CursorReader>(cursor: &Cursor<R>) -> Record {
     tokio::time::timeout(Duration::from_secs(60), cursor.recv())
         .await
         .expect("a record from the cursor")

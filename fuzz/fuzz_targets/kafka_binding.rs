@@ -10,7 +10,7 @@
 #![no_main]
 
 use bytes::Bytes;
-use cebus_channels::binding::kafka::{KafkaRecord, decode, encode_binary, encode_structured};
+use cebus_channels::kafka::binding::{KafkaRecord, decode, encode_binary, encode_structured};
 use cebus_events::{from_json, to_json, validate};
 use libfuzzer_sys::fuzz_target;
 

@@ -9,7 +9,7 @@
 #![no_main]
 
 use bytes::Bytes;
-use cebus_channels::binding::nats::{
+use cebus_channels::nats::binding::{
     NatsMessage, decode, encode_binary, encode_structured, msg_id,
 };
 use cebus_events::{AttrValue, from_json, to_json, validate};

@@ -16,7 +16,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 use cebus_api::{KafkaInitialOffset, KafkaOrdering};
-use cebus_channels::binding::kafka::{self as binding, KafkaRecord};
+use cebus_channels::kafka::binding::{self as binding, KafkaRecord};
 use cebus_events::{Event, attr};
 use jiff::Timestamp;
 use rdkafka::config::ClientConfig;

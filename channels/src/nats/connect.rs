@@ -1,7 +1,8 @@
 //! How the NATS channel connects: the client options from the settings'
 //! credentials and TLS (a rustls client config built from the PEMs in memory:
-//! nothing is written to disk), and a reason for a failed attempt that names
-//! what was tried and never a secret.
+//! nothing is written to disk), a reason for a failed attempt that names
+//! what was tried and never a secret, and the set-up of the stream and the
+//! broker's consumer, retried with backoff (see [`crate::durable::link`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,11 @@ use async_nats::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use async_nats::rustls::{self, ClientConfig, RootCertStore};
 use cebus_api::{NatsCredentials, NatsKeys, NatsTls};
 
-use super::NatsSettings;
+use async_nats::jetstream;
+use tokio::sync::watch;
+
+use super::config::{CONSUMER_NAME, NatsSettings};
+use crate::durable::link::{self, Link};
 
 /// Longest wait for one connection attempt (TCP, TLS, CONNECT and PONG).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -152,6 +157,75 @@ fn attempt(settings: &NatsSettings) -> String {
         }
     }
     s
+}
+
+/// A connected client and its JetStream context.
+pub(super) struct Ready {
+    pub(super) client: async_nats::Client,
+    pub(super) js: jetstream::Context,
+}
+
+/// Connects and creates or updates the stream and the consumer, retrying with
+/// backoff until it works or the channel is closed.
+pub(super) async fn setup(
+    settings: &NatsSettings,
+    link: &watch::Sender<Link<Ready>>,
+    close: &mut watch::Receiver<bool>,
+) -> Option<(Ready, jetstream::consumer::PullConsumer)> {
+    // A failed connection attempt's error (refused, TLS, authorization) is the
+    // reason ingress gives until one succeeds.
+    let client = link::retry(
+        &settings.stream,
+        link,
+        close,
+        "NATS connection failed",
+        || connect(settings),
+    )
+    .await?;
+    let mut js = jetstream::new(client.clone());
+    js.set_timeout(Duration::from_secs(5));
+    let consumer = link::retry(
+        &settings.stream,
+        link,
+        close,
+        "NATS JetStream setup failed",
+        || create(settings, &js),
+    )
+    .await?;
+    tracing::info!(stream = %settings.stream, subject = %settings.subject, "NATS JetStream stream and consumer ready");
+    Some((Ready { client, js }, consumer))
+}
+
+async fn create(
+    settings: &NatsSettings,
+    js: &jetstream::Context,
+) -> Result<jetstream::consumer::PullConsumer, String> {
+    let stream = match js.create_or_update_stream(settings.stream_config()).await {
+        Ok(_) => js
+            .get_stream(&settings.stream)
+            .await
+            .map_err(|e| format!("NATS JetStream stream {}: {e}", settings.stream))?,
+        Err(e) => {
+            return Err(format!(
+                "cannot create or update NATS JetStream stream {}: {e}",
+                settings.stream
+            ));
+        }
+    };
+    js.create_consumer_on_stream(settings.consumer_config(), &settings.stream)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot create the consumer {CONSUMER_NAME} on stream {}: {e}",
+                settings.stream
+            )
+        })?;
+    stream.get_consumer(CONSUMER_NAME).await.map_err(|e| {
+        format!(
+            "consumer {CONSUMER_NAME} on stream {}: {e}",
+            settings.stream
+        )
+    })
 }
 
 #[cfg(test)]

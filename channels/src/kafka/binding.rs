@@ -15,7 +15,9 @@
 use bytes::Bytes;
 use cebus_events::{Event, attr};
 
-use super::{BinaryAttributes, BindingError, decode_structured, is_cloudevents_media_type};
+use crate::binding::{
+    BinaryAttributes, BindingError, decode_structured, is_cloudevents_media_type,
+};
 
 /// Prefix of the headers that carry attributes in binary mode.
 pub const CE_PREFIX: &str = "ce_";

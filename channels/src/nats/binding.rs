@@ -18,7 +18,9 @@ use bytes::Bytes;
 use cebus_events::{Event, attr};
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 
-use super::{BinaryAttributes, BindingError, decode_structured, is_cloudevents_media_type};
+use crate::binding::{
+    BinaryAttributes, BindingError, decode_structured, is_cloudevents_media_type,
+};
 
 /// Prefix of the headers that carry attributes in binary mode.
 pub const CE_PREFIX: &str = "ce-";

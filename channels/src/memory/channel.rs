@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use tokio::sync::{Mutex, mpsc};
 
-use crate::{Channel, ChannelError, Envelope, Record};
+use crate::channel::{Channel, ChannelError, Envelope, Record};
+use crate::log::{Log, NoCursor};
 
 /// Default number of unacknowledged events a memory channel holds.
 pub const DEFAULT_CAPACITY: usize = 10_000;
@@ -152,6 +153,19 @@ impl Channel for MemoryChannel {
     fn pending(&self) -> usize {
         self.pending.load(Ordering::Acquire)
     }
+
+    fn try_append_inline(
+        &self,
+        batch: Vec<Envelope>,
+        route: &mut dyn FnMut(Record),
+    ) -> Result<Result<(), ChannelError>, Vec<Envelope>> {
+        Ok(self.append_inline(batch, route))
+    }
+}
+
+/// No per-trigger cursors: events live only until acknowledged.
+impl Log for MemoryChannel {
+    type Reader = NoCursor;
 }
 
 #[cfg(test)]

@@ -1,15 +1,15 @@
-//! Wire bindings of CloudEvents onto the durable channels' transports: Kafka records
-//! ([`kafka`]) and NATS messages ([`nats`]). Pure functions on plain structs, no
-//! I/O, so the channels only move bytes and the mappings are table-, property- and
+//! What the wire bindings of CloudEvents onto the durable channels' transports
+//! share: the errors, structured mode, and how binary-mode attribute headers
+//! become an event. Each transport's binding lives in its backend's folder
+//! (`kafka/binding.rs` for Kafka records, `nats/binding.rs` for NATS
+//! messages). Pure functions on plain structs, no I/O, so the
+//! channels only move bytes and the mappings are table-, property- and
 //! fuzz-tested on their own.
 //!
 //! Decoding checks the wire format only. Whether the event obeys the CloudEvents
 //! spec (required attributes, attribute names and types) is the caller's job:
-//! apply [`cebus_events::validate`] to what [`kafka::decode`] or [`nats::decode`]
-//! return, as the HTTP ingress does with `decode_and_validate`.
-
-pub mod kafka;
-pub mod nats;
+//! apply [`cebus_events::validate`] to what a binding's `decode` returns, as the
+//! HTTP ingress does with `decode_and_validate`.
 
 use bytes::Bytes;
 use cebus_events::http::CONTENT_TYPE_CLOUDEVENTS_JSON;
@@ -72,7 +72,7 @@ pub enum BindingError {
 
 /// Whether a content type names a CloudEvents format (`application/cloudevents...`,
 /// case-insensitive), which makes the message structured.
-fn is_cloudevents_media_type(content_type: &str) -> bool {
+pub(crate) fn is_cloudevents_media_type(content_type: &str) -> bool {
     let ct = content_type.trim_start().as_bytes();
     ct.len() >= CLOUDEVENTS_MEDIA_TYPE_PREFIX.len()
         && ct[..CLOUDEVENTS_MEDIA_TYPE_PREFIX.len()]
@@ -81,7 +81,7 @@ fn is_cloudevents_media_type(content_type: &str) -> bool {
 
 /// Decodes a structured-mode payload whose content type is a CloudEvents format:
 /// JSON is parsed, any other format (Avro, Protobuf, batches) is refused.
-fn decode_structured(content_type: &str, payload: &[u8]) -> Result<Event, BindingError> {
+pub(crate) fn decode_structured(content_type: &str, payload: &[u8]) -> Result<Event, BindingError> {
     let essence = content_type
         .split(';')
         .next()
