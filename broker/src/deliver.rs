@@ -4,9 +4,10 @@
 //! through the pooled [`Client`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, RwLock, Weak};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use cebus_api::DeliveryFormat;
 use cebus_channels::Envelope;
@@ -21,9 +22,10 @@ mod client;
 pub use client::{Client, use_pool_shard};
 use client::{Response, Target};
 
+use crate::limits::BrokerSettings;
 use crate::metrics::{DeliveryOutcome, TriggerCounters};
 use crate::plan::TriggerPlan;
-use crate::runtime::{BrokerRuntime, Incoming, IngestError};
+use crate::port::{Incoming, IngestError, Port};
 
 /// `Prefer: reply`, which Knative sends to subscribers.
 const PREFER: HeaderName = HeaderName::from_static("prefer");
@@ -35,8 +37,13 @@ const KN_NAMESPACE: HeaderName = HeaderName::from_static("kn-namespace");
 pub struct Ctx {
     /// Pooled HTTP client.
     pub client: Client,
-    /// The broker replies re-enter.
-    pub broker: Weak<BrokerRuntime>,
+    /// The settings of the trigger's broker (a reply's size limit).
+    pub settings: Arc<ArcSwap<BrokerSettings>>,
+    /// Where replies re-enter the broker.
+    pub port: Port,
+    /// The name of the trigger's broker (in the trigger's namespace), which
+    /// replies re-enter.
+    pub broker: String,
     /// The trigger's counters.
     pub counters: TriggerCounters,
     /// Attempt time limit when the policy sets none.
@@ -308,11 +315,7 @@ async fn attempt_once(
             .await
             .map_err(|_| AttemptOutcome::Transport)?;
         // Read at most what a reply may hold; the rest is not needed.
-        let limit = || {
-            ctx.broker
-                .upgrade()
-                .map_or(1 << 20, |b| b.settings().max_event_size)
-        };
+        let limit = || ctx.settings.load().max_event_size;
         ctx.client
             .exchange(target, &request.headers, &request.body, limit)
             .await
@@ -367,18 +370,19 @@ async fn handle_reply(
                 tracing::warn!(trigger = %plan.name, error = %e, "subscriber replied with an invalid CloudEvent");
                 return Err(failure(&resp));
             }
-            let Some(broker) = ctx.broker.upgrade() else {
-                return Err(failure(&resp));
-            };
             let ttl = Some(envelope.ttl.to_string());
-            // Boxed: a reply is rare, and its ingest inline would grow every
-            // delivery's future (and the copies of it a spawn makes).
-            match Box::pin(broker.ingest(vec![Incoming {
+            let reply = Incoming {
                 event,
                 ttl,
                 headers: envelope.headers.clone(),
-            }]))
-            .await
+            };
+            // The port boxes the broker's ingest: a reply is rare, and its
+            // ingest inline would grow every delivery's future (and the copies
+            // of it a spawn makes).
+            match ctx
+                .port
+                .send(&plan.namespace, &ctx.broker, vec![reply])
+                .await
             {
                 Ok(()) => {
                     ctx.counters.replies.inc();

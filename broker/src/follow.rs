@@ -1,23 +1,23 @@
-//! Triggers that fall behind on a durable channel (Kafka): they leave the
-//! broker's shared reader for a cursor of their own, so a failing or slow
+//! Triggers that fall behind on a durable channel (Kafka, NATS): they leave
+//! the broker's shared reader for a cursor of their own, so a failing or slow
 //! trigger never holds back the others, and rejoin when they have caught up
-//! (docs/architecture.md, "Triggers that fall behind").
-//!
-//! Every piece of work a trigger has out is registered here as a *share*: of a
-//! shared record (acknowledged on the broker's channel once every matching
-//! trigger is done) or of a cursor record (acknowledged on the cursor). When the
-//! trigger detaches, its shared shares are released at once — the window of the
-//! shared reader is freed — and handed to the cursor, whose stored position stays
-//! below them until they are done.
+//! (docs/architecture.md, "Triggers that fall behind"). The decisions are pure
+//! functions (table-tested below); the tasks that open, follow and close the
+//! cursors come after them. The shares a trigger has out are kept in
+//! `ack::Held`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cebus_channels::{Cursor, CursorStart};
-use tokio::sync::Notify;
+use cebus_channels::{Cursor, Log};
 
-use crate::runtime::AckTracker;
+use crate::ack::Ack;
+use crate::broker::BrokerRuntime;
+use crate::deliver;
+use crate::trigger::{TriggerRuntime, Work};
+
+// === decisions ===
 
 /// How long a following trigger waits for its deliveries at shutdown before its
 /// cursor stores its position anyway (what is not done is redelivered).
@@ -90,227 +90,240 @@ pub fn rejoin_split(
     Some(split)
 }
 
-/// Who feeds a trigger.
-#[derive(Debug, Default)]
-pub enum Feed {
-    /// The shared reader.
-    #[default]
-    Shared,
-    /// Its cursor; the shared reader skips it.
-    Cursor,
-    /// Rejoining: the shared reader feeds it records at or after the lane's
-    /// split position (lanes not listed: all); the cursor those before.
-    Split(BTreeMap<u32, u64>),
+/// Whether the cursor is within `max_in_flight` records of the shared reader
+/// (a first, unlocked look before draining the trigger to rejoin).
+fn close_behind(
+    cursor_next: &BTreeMap<u32, u64>,
+    shared_next: &Mutex<HashMap<u32, u64>>,
+    max_in_flight: usize,
+) -> bool {
+    let shared = shared_next.lock().expect("shared position lock poisoned");
+    lag(cursor_next, &shared) <= max_in_flight as u64
 }
 
-/// Whose acknowledgement one piece of work carries.
-#[derive(Debug)]
-enum Share {
-    Shared(Arc<AckTracker>, u32, u64),
-    Cursor(Arc<Cursor>, u64),
-}
+// === tasks ===
 
-#[derive(Debug, Default)]
-struct State {
-    next_id: u64,
-    shares: HashMap<u64, Share>,
-    feed: Feed,
-    /// Work of the cursor still out.
-    cursor_out: usize,
-    /// Whether a cursor task runs for this trigger (until it has stored its
-    /// position and, having caught up, deleted it; no second one meanwhile).
-    following: bool,
-}
-
-/// A trigger's shares and feed (see the module docs).
-#[derive(Debug, Default)]
-pub struct Held {
-    state: Mutex<State>,
-    /// Signalled whenever a share finishes.
-    pub released: Notify,
-}
-
-impl Held {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().expect("trigger share lock poisoned")
+/// Trigger `t` leaves the shared reader for a cursor of its own, which takes
+/// over the records it has out. False when the cursor could not be opened (the
+/// trigger stays on the shared reader).
+pub(crate) async fn detach(broker: &Arc<BrokerRuntime>, t: &Arc<TriggerRuntime>) -> bool {
+    let Some(held) = &t.held else {
+        return false;
+    };
+    let start = held.cursor_start(
+        &broker
+            .shared_next
+            .lock()
+            .expect("shared position lock poisoned"),
+    );
+    let name = t.plan.load().name.clone();
+    let window = cursor_window(broker.shared.limits.max_in_flight_per_trigger);
+    match broker
+        .channel
+        .open_cursor(&name, Some(start.clone()), start.held.len() + window)
+        .await
+    {
+        Ok(cursor) => {
+            let cursor = Arc::new(cursor);
+            held.hand_to_cursor(&cursor, &start);
+            tracing::info!(broker = %broker.key, trigger = %name, held = start.held.len(), "trigger fell behind; it reads from its own cursor until it catches up");
+            broker
+                .shared
+                .tasks
+                .spawn(follow_cursor(broker.clone(), t.clone(), cursor));
+            true
+        }
+        Err(e) => {
+            tracing::warn!(broker = %broker.key, trigger = %name, error = %e, "trigger fell behind but its cursor could not be opened; it stays on the shared reader");
+            false
+        }
     }
+}
 
-    /// The shared reader offers the record at (`lane`, `pos`): the share's id if
-    /// this trigger takes it from the shared reader, `None` if its cursor does.
-    pub fn admit_shared(&self, lane: u32, pos: u64, tracker: &Arc<AckTracker>) -> Option<u64> {
-        let mut st = self.lock();
-        match &mut st.feed {
-            Feed::Shared => {}
-            Feed::Cursor => return None,
-            Feed::Split(split) => {
-                if let Some(&at) = split.get(&lane) {
-                    if pos < at {
-                        return None;
-                    }
-                    // Lanes come in order: from here on this lane is shared.
-                    split.remove(&lane);
-                }
-                if split.is_empty() {
-                    st.feed = Feed::Shared;
+/// After a restart: triggers whose cursor an earlier run stored read from it;
+/// cursors of triggers that no longer exist are deleted. Retries until the
+/// channel answers; false when the broker stopped meanwhile.
+pub(crate) async fn resume_stored_cursors(broker: &Arc<BrokerRuntime>) -> bool {
+    let mut applied = broker.applied.subscribe();
+    tokio::select! {
+        _ = applied.wait_for(|a| *a) => {}
+        _ = broker.cancel.cancelled() => return false,
+    }
+    let retry = || async {
+        tokio::select! {
+            _ = tokio::time::sleep(DETACH_RETRY) => true,
+            _ = broker.cancel.cancelled() => false,
+        }
+    };
+    let names = loop {
+        match broker.channel.stored_cursors().await {
+            Ok(names) => break names,
+            Err(e) => {
+                tracing::warn!(broker = %broker.key, error = %e, "cannot list stored trigger cursors; retrying");
+                if !retry().await {
+                    return false;
                 }
             }
         }
-        let id = st.next_id;
-        st.next_id += 1;
-        st.shares
-            .insert(id, Share::Shared(tracker.clone(), lane, pos));
-        Some(id)
-    }
-
-    /// The cursor hands over the record at `pos`: the share's id.
-    pub fn admit_cursor(&self, cursor: &Arc<Cursor>, pos: u64) -> u64 {
-        let mut st = self.lock();
-        let id = st.next_id;
-        st.next_id += 1;
-        st.shares.insert(id, Share::Cursor(cursor.clone(), pos));
-        st.cursor_out += 1;
-        id
-    }
-
-    /// The work of share `id` is done: acknowledges it where it belongs.
-    pub fn finish(&self, id: u64) {
-        let share = {
-            let mut st = self.lock();
-            let share = st.shares.remove(&id);
-            if matches!(share, Some(Share::Cursor(..))) {
-                st.cursor_out -= 1;
+    };
+    let window = cursor_window(broker.shared.limits.max_in_flight_per_trigger);
+    for name in names {
+        let trigger = broker
+            .by_name
+            .lock()
+            .expect("trigger index lock poisoned")
+            .get(&name)
+            .cloned();
+        let Some(t) = trigger else {
+            tracing::info!(broker = %broker.key, trigger = %name, "deleting the stored cursor of a trigger that no longer exists");
+            if let Err(e) = broker.channel.delete_cursor(&name).await {
+                tracing::warn!(broker = %broker.key, trigger = %name, error = %e, "cannot delete a stale trigger cursor");
             }
-            share
+            continue;
         };
-        match share {
-            Some(Share::Shared(tracker, _, _)) => tracker.done(),
-            Some(Share::Cursor(cursor, pos)) => cursor.ack(pos),
-            None => {}
-        }
-        self.released.notify_one();
-    }
-
-    /// Work out, from either reader.
-    pub fn outstanding(&self) -> usize {
-        self.lock().shares.len()
-    }
-
-    /// Work of the cursor still out.
-    pub fn cursor_out(&self) -> usize {
-        self.lock().cursor_out
-    }
-
-    /// Whether the trigger may leave the shared reader now: it is fed by it
-    /// alone and no earlier cursor of it is still finishing.
-    pub fn can_detach(&self) -> bool {
-        let st = self.lock();
-        matches!(st.feed, Feed::Shared) && !st.following
-    }
-
-    /// The cursor task ended.
-    pub fn stopped_following(&self) {
-        self.lock().following = false;
-    }
-
-    /// Where a cursor must start to take over: the shared reader's next position
-    /// per lane, and the shared records this trigger still has out.
-    pub fn cursor_start(&self, shared_next: &HashMap<u32, u64>) -> CursorStart {
-        let st = self.lock();
-        CursorStart {
-            read: shared_next.iter().map(|(&l, &p)| (l, p)).collect(),
-            held: st
-                .shares
-                .values()
-                .filter_map(|s| match s {
-                    Share::Shared(_, lane, pos) => Some((*lane, *pos)),
-                    Share::Cursor(..) => None,
-                })
-                .collect(),
-        }
-    }
-
-    /// The cursor takes over: the shared shares move to it (their records stay
-    /// below its stored position until done) and the shared reader is released
-    /// from them now. `start` is what the cursor was opened with; a held record
-    /// that finished meanwhile is acknowledged on the cursor at once.
-    pub fn hand_to_cursor(&self, cursor: &Arc<Cursor>, start: &CursorStart) {
-        let mut release = Vec::new();
-        let mut done_meanwhile = Vec::new();
-        {
-            let mut st = self.lock();
-            let mut still: HashMap<(u32, u64), usize> = HashMap::new();
-            for &(lane, pos) in &start.held {
-                *still.entry((lane, pos)).or_default() += 1;
-            }
-            let mut moved = 0;
-            for share in st.shares.values_mut() {
-                if let Share::Shared(tracker, lane, pos) = share
-                    && let Some(n) = still.get_mut(&(*lane, *pos))
-                    && *n > 0
-                {
-                    *n -= 1;
-                    release.push(tracker.clone());
-                    *share = Share::Cursor(cursor.clone(), *pos);
-                    moved += 1;
+        let Some(held) = t.held.clone() else {
+            continue;
+        };
+        // Until it is open the trigger must not take shared records: the ones
+        // between its stored position and the shared one would be lost to it.
+        let cursor = loop {
+            match broker.channel.open_cursor(&name, None, window).await {
+                Ok(c) => break Arc::new(c),
+                Err(e) => {
+                    tracing::warn!(broker = %broker.key, trigger = %name, error = %e, "cannot reopen a stored trigger cursor; retrying");
+                    if !retry().await {
+                        return false;
+                    }
                 }
             }
-            st.cursor_out += moved;
-            st.following = true;
-            for ((_, pos), n) in still {
-                done_meanwhile.extend(std::iter::repeat_n(pos, n));
+        };
+        held.follow_stored();
+        tracing::info!(broker = %broker.key, trigger = %name, "trigger resumes from its stored cursor");
+        broker
+            .shared
+            .tasks
+            .spawn(follow_cursor(broker.clone(), t.clone(), cursor));
+    }
+    true
+}
+
+/// Feeds trigger `t` from its cursor, at most [`follow_budget`]
+/// records out at a time, until it has caught up with the shared reader (then
+/// the cursor is deleted), the trigger is removed (deleted too) or the broker
+/// stops (the cursor's position stays stored for the next run).
+async fn follow_cursor(broker: Arc<BrokerRuntime>, t: Arc<TriggerRuntime>, cursor: Arc<Cursor>) {
+    let Some(held) = t.held.clone() else {
+        return;
+    };
+    let name = t.plan.load().name.clone();
+    let max_in_flight = broker.shared.limits.max_in_flight_per_trigger;
+    let budget = follow_budget(max_in_flight);
+    let mut next = cursor.start().clone();
+    {
+        // A lane the fan-out loop has not read yet starts at the stored shared
+        // position; without it a cursor behind that position would look caught up.
+        let mut shared = broker
+            .shared_next
+            .lock()
+            .expect("shared position lock poisoned");
+        for (&lane, &pos) in cursor.shared_start() {
+            shared.entry(lane).or_insert(pos);
+        }
+    }
+    let mut split: Option<BTreeMap<u32, u64>> = None;
+    let mut caught_up = false;
+    loop {
+        if t.cancel.is_cancelled() {
+            break;
+        }
+        if let Some(s) = &split
+            && s.iter()
+                .all(|(lane, at)| next.get(lane).is_some_and(|n| n >= at))
+        {
+            caught_up = true;
+            break;
+        }
+        if held.outstanding() >= budget {
+            tokio::select! {
+                _ = held.released.notified() => {}
+                _ = t.cancel.cancelled() => {}
             }
-            st.feed = Feed::Cursor;
+            continue;
         }
-        for pos in done_meanwhile {
-            cursor.ack(pos);
+        if split.is_none()
+            && held.outstanding() <= max_in_flight
+            && close_behind(&next, &broker.shared_next, max_in_flight)
+        {
+            // Close enough to rejoin. Its own deliveries must be done first: one
+            // that keeps failing would keep this cursor open after the rejoin,
+            // and the trigger could not leave the shared reader again meanwhile.
+            if held.cursor_out() > 0 {
+                tokio::select! {
+                    _ = held.released.notified() => {}
+                    _ = tokio::time::sleep(REJOIN_CHECK) => {}
+                    _ = t.cancel.cancelled() => {}
+                }
+                continue;
+            }
+            // Not settled: records given out before (a previous run's, on NATS)
+            // are still to come back; keep reading them.
+            if cursor.settled().await {
+                let ordered = t.plan.load().ordered;
+                split = held.try_rejoin(&broker.shared_next, |outstanding, shared| {
+                    rejoin_split(&next, shared, outstanding, max_in_flight, ordered)
+                });
+                if split.is_some() {
+                    tracing::info!(broker = %broker.key, trigger = %name, "trigger caught up; it rejoins the shared reader");
+                    continue;
+                }
+            }
         }
-        for tracker in release {
-            tracker.done();
+        let record = tokio::select! {
+            r = cursor.recv() => r,
+            _ = tokio::time::sleep(REJOIN_CHECK) => continue,
+            _ = t.cancel.cancelled() => break,
+        };
+        let Some(record) = record else {
+            break;
+        };
+        next.entry(record.partition)
+            .and_modify(|n| *n = (*n).max(record.offset + 1))
+            .or_insert(record.offset + 1);
+        let shared_feeds_it = split
+            .as_ref()
+            .and_then(|s| s.get(&record.partition))
+            .is_some_and(|&at| record.offset >= at);
+        if shared_feeds_it || !t.plan.load().filter.matches(&record.envelope.event) {
+            cursor.ack(record.offset);
+            continue;
         }
+        let id = held.admit_cursor(&cursor, record.offset);
+        t.submit(Work {
+            partition: record.partition,
+            envelope: record.envelope,
+            encoded: Arc::new(deliver::Encoded::default()),
+            _ack: Ack::Held(held.clone(), id),
+        });
     }
-
-    /// A stored cursor feeds this trigger from the start (after a restart).
-    pub fn follow_stored(&self) {
-        let mut st = self.lock();
-        st.feed = Feed::Cursor;
-        st.following = true;
+    let removed = t.cancel.is_cancelled() && !broker.cancel.is_cancelled();
+    // The cursor's position is stored after its last record is done.
+    let _ = tokio::time::timeout(FOLLOW_DRAIN_MAX, async {
+        while held.cursor_out() > 0 {
+            held.released.notified().await;
+        }
+    })
+    .await;
+    let delete = caught_up || removed;
+    let closed = match Arc::try_unwrap(cursor) {
+        Ok(cursor) => cursor.close(delete).await,
+        // Deliveries still hold it: it stores its position when they are done.
+        Err(_) if delete => broker.channel.delete_cursor(&name).await,
+        Err(_) => Ok(()),
+    };
+    if let Err(e) = closed {
+        tracing::warn!(broker = %broker.key, trigger = %name, error = %e, "closing a trigger cursor");
     }
-
-    /// Whether the cursor is within `max_in_flight` records of the shared
-    /// reader (a first, unlocked look before draining the trigger to rejoin).
-    pub fn close_behind(
-        &self,
-        cursor_next: &BTreeMap<u32, u64>,
-        shared_next: &Mutex<HashMap<u32, u64>>,
-        max_in_flight: usize,
-    ) -> bool {
-        let shared = shared_next.lock().expect("shared position lock poisoned");
-        lag(cursor_next, &shared) <= max_in_flight as u64
-    }
-
-    /// Tries to rejoin (see [`rejoin_split`]); on success the shared reader
-    /// feeds the trigger again from the returned split on. `shared_next` is
-    /// read under this trigger's lock, so the shared reader cannot slip a record
-    /// between the check and the switch.
-    pub fn try_rejoin(
-        &self,
-        cursor_next: &BTreeMap<u32, u64>,
-        shared_next: &Mutex<HashMap<u32, u64>>,
-        max_in_flight: usize,
-        ordered: bool,
-    ) -> Option<BTreeMap<u32, u64>> {
-        let mut st = self.lock();
-        let shared = shared_next.lock().expect("shared position lock poisoned");
-        let split = rejoin_split(
-            cursor_next,
-            &shared,
-            st.shares.len(),
-            max_in_flight,
-            ordered,
-        )?;
-        st.feed = Feed::Split(split.clone());
-        Some(split)
-    }
+    held.stopped_following();
 }
 
 #[cfg(test)]

@@ -18,7 +18,8 @@ use prometheus_client::registry::Registry as PromRegistry;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::runtime::{Incoming, IngestError, Registry};
+use crate::port::{Incoming, IngestError};
+use crate::registry::Registry;
 
 /// Methods the broker endpoint allows.
 const ALLOW: &str = "POST, OPTIONS";
@@ -255,6 +256,10 @@ where
             None,
             None,
         ),
+        // Only through the port: the broker was looked up above.
+        Err(e @ IngestError::NotRunning { .. }) => {
+            error(StatusCode::NOT_FOUND, &e.to_string(), None, None)
+        }
     }
 }
 

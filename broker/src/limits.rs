@@ -1,4 +1,5 @@
-//! Process-wide limits of the data plane.
+//! Process-wide limits of the data plane, and the per-broker settings that
+//! can change without replacing a broker.
 
 use std::time::Duration;
 
@@ -27,4 +28,13 @@ impl Default for Limits {
             max_outbound: 1024,
         }
     }
+}
+
+/// Broker settings that can change without replacing the broker.
+#[derive(Debug, Clone)]
+pub struct BrokerSettings {
+    /// Hop budget for events without `knativebrokerttl`.
+    pub max_ttl: u32,
+    /// Largest accepted request body.
+    pub max_event_size: usize,
 }

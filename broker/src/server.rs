@@ -14,9 +14,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::ingress::{self, Ingress};
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::plan::{Plan, PlanOptions, plan};
-use crate::runtime::{Limits, Registry, Shared};
+use crate::registry::Registry;
+use crate::shared::Shared;
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -25,7 +25,7 @@ use cebus_api::{
     ConfigError, ContainerSource, KafkaSource, Located, MAX_EVENT_SIZE_ANNOTATION,
     PING_CATCH_UP_ANNOTATION, PingSource, Resource, SecretKeySelector, WebhookSource,
 };
-use cebus_broker::runtime::Registry;
+use cebus_broker::registry::Registry;
 use cebus_broker::{Extension, Plan};
 use http::HeaderName;
 use tokio_util::sync::CancellationToken;
@@ -615,7 +615,10 @@ impl Extension for Sources {
     }
 
     fn routes(&self, registry: Arc<Registry>) -> axum::Router {
-        webhook::router(self.webhooks.clone(), Sender::new(registry))
+        webhook::router(
+            self.webhooks.clone(),
+            Sender::new(registry.port(), registry.shared()),
+        )
     }
 
     fn apply(&self, plan: &Plan, registry: &Arc<Registry>) {
@@ -645,7 +648,7 @@ impl Extension for Sources {
             }
             keep
         });
-        let sender = Sender::new(registry.clone());
+        let sender = Sender::new(registry.port(), registry.shared());
         for p in &planned {
             let start = |cancel: &CancellationToken| -> Option<Arc<ProcessHandle>> {
                 match &p.plan {

@@ -1,12 +1,14 @@
 //! Where a source's events go and how they get there: a bare Broker ref is the
-//! in-process broker (stored when `ingest` returns), anything else is a URL that
-//! gets an HTTP POST in binary mode. Bounded retries use the trigger delivery maths.
+//! in-process broker, reached through the broker's [`Port`] (stored when the
+//! send returns), anything else is a URL that gets an HTTP POST in binary mode.
+//! Bounded retries use the trigger delivery maths.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use cebus_api::{Destination, EVENTING_V1};
-use cebus_broker::runtime::{Incoming, IngestError, Registry};
+use cebus_broker::deliver::Client;
+use cebus_broker::port::{Incoming, IngestError, Port};
+use cebus_broker::shared::Shared;
 use cebus_channels::ChannelError;
 use cebus_events::Event;
 use cebus_triggers::{AttemptOutcome, DeliveryPolicy, RetryAfter};
@@ -109,13 +111,23 @@ pub fn webhook_status(r: &Refusal) -> StatusCode {
 /// Sends events to sinks.
 #[derive(Debug, Clone)]
 pub struct Sender {
-    registry: Arc<Registry>,
+    /// The brokers of this process.
+    port: Port,
+    /// For URL sinks.
+    client: Client,
+    /// Time limit of a POST to a URL sink.
+    timeout: Duration,
 }
 
 impl Sender {
-    /// A sender using the brokers and the pooled HTTP client of `registry`.
-    pub fn new(registry: Arc<Registry>) -> Sender {
-        Sender { registry }
+    /// A sender handing events to brokers through `port`, and posting to URLs
+    /// with the pooled HTTP client and default timeout of `shared`.
+    pub fn new(port: Port, shared: &Shared) -> Sender {
+        Sender {
+            port,
+            client: shared.client.clone(),
+            timeout: shared.limits.default_timeout,
+        }
     }
 
     /// One attempt. `ttl` is the incoming `knativebrokerttl` (passed-through
@@ -129,19 +141,16 @@ impl Sender {
     ) -> Result<(), Refusal> {
         match target {
             SinkTarget::Broker { namespace, name } => {
-                let Some(broker) = self.registry.get(namespace, name) else {
-                    return Err(Refusal::status(
-                        503,
-                        format!("broker {namespace}/{name} is not running"),
-                    ));
-                };
                 let incoming = Incoming {
                     event,
                     ttl,
                     headers,
                 };
-                match broker.ingest(vec![incoming]).await {
+                match self.port.send(namespace, name, vec![incoming]).await {
                     Ok(()) => Ok(()),
+                    Err(e @ IngestError::NotRunning { .. }) => {
+                        Err(Refusal::status(503, e.to_string()))
+                    }
                     Err(IngestError::Ttl { message, .. }) => Err(Refusal::status(400, message)),
                     Err(IngestError::Channel(ChannelError::Full { retry_after, .. })) => {
                         Err(Refusal {
@@ -181,13 +190,12 @@ impl Sender {
                         h.insert(k, v);
                     }
                 }
-                let shared = self.registry.shared();
-                let sent = shared
+                let sent = self
                     .client
                     .post(url)
                     .headers(h)
                     .body(body)
-                    .timeout(shared.limits.default_timeout)
+                    .timeout(self.timeout)
                     .send()
                     .await;
                 match sent {

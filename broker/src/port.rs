@@ -1,0 +1,98 @@
+//! The port through which events enter a broker of this process from inside
+//! it: subscribers' replies (delivery) and sources. It is backed by the
+//! registry's table of running brokers and looks the broker up by name on
+//! every send, so neither a delivery nor a source holds a reference into a
+//! running broker; a broker that was replaced or removed is simply found anew,
+//! or not at all.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Weak;
+
+use cebus_channels::ChannelError;
+use cebus_events::Event;
+
+/// Why ingest refused events.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// `knativebrokerttl` unparsable or exhausted, for the event at `index`.
+    #[error("event {index}: {message}")]
+    Ttl {
+        /// Position in the batch.
+        index: usize,
+        /// What was wrong.
+        message: String,
+    },
+    /// The channel refused the batch.
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    /// No broker of that name runs in this process (never configured, removed,
+    /// or the process is shutting down).
+    #[error("broker {namespace}/{name} is not running")]
+    NotRunning {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+}
+
+/// One validated event on its way into a broker.
+#[derive(Debug)]
+pub struct Incoming {
+    /// The event, without `knativebrokerttl`.
+    pub event: Event,
+    /// The `knativebrokerttl` it arrived with, if any.
+    pub ttl: Option<String>,
+    /// Headers to forward to subscribers.
+    pub headers: Vec<(String, String)>,
+}
+
+/// The boxed future an [`Inlet`] answers with.
+pub(crate) type Ingesting<'a> = Pin<Box<dyn Future<Output = Result<(), IngestError>> + Send + 'a>>;
+
+/// What a [`Port`] hands events to: the registry's table of running brokers.
+/// A trait so that delivery, which sends replies through the port, does not
+/// depend on the broker that runs it.
+pub(crate) trait Inlet: Send + Sync + std::fmt::Debug {
+    /// Stores `events` in the broker `namespace/name`, as the broker's ingest does.
+    fn ingest<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        events: Vec<Incoming>,
+    ) -> Ingesting<'a>;
+}
+
+/// Hands events to the brokers of this process by name (see the module docs).
+/// Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Port {
+    // Weak: the brokers' deliveries hold the port, and the table holds the
+    // brokers; a strong reference would keep a dropped registry alive.
+    inlet: Weak<dyn Inlet>,
+}
+
+impl Port {
+    /// A port onto `inlet`.
+    pub(crate) fn new(inlet: Weak<dyn Inlet>) -> Port {
+        Port { inlet }
+    }
+
+    /// Validated events into the broker `namespace/name`, stored or refused as
+    /// a whole (as `BrokerRuntime::ingest` does).
+    pub async fn send(
+        &self,
+        namespace: &str,
+        name: &str,
+        events: Vec<Incoming>,
+    ) -> Result<(), IngestError> {
+        let Some(inlet) = self.inlet.upgrade() else {
+            return Err(IngestError::NotRunning {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            });
+        };
+        inlet.ingest(namespace, name, events).await
+    }
+}
