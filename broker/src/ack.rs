@@ -273,3 +273,99 @@ impl Held {
         Some(split)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use cebus_channels::MemoryChannel;
+
+    use super::*;
+    use crate::testkit::records;
+
+    /// A channel holding `n` records, and a tracker of its first record that
+    /// waits for `matching` triggers.
+    fn tracked(n: usize, matching: usize) -> (Arc<MemoryChannel>, Arc<AckTracker>) {
+        let channel = Arc::new(MemoryChannel::new(16));
+        let first = records(&channel, n)[0].offset;
+        let any = AnyChannel::Memory(channel.clone());
+        (channel, Arc::new(AckTracker::new(matching, first, any)))
+    }
+
+    #[test]
+    fn a_record_is_acknowledged_when_the_last_matching_trigger_is_done() {
+        let (channel, tracker) = tracked(1, 3);
+        let shares: Vec<Ack> = (0..3).map(|_| Ack::Plain(tracker.clone())).collect();
+        let mut shares = shares.into_iter();
+        drop(shares.next());
+        drop(shares.next());
+        assert_eq!(channel.pending(), 1, "one trigger still has it");
+        drop(shares.next());
+        assert_eq!(channel.pending(), 0);
+    }
+
+    #[test]
+    fn a_shared_share_acknowledges_through_its_tracker() {
+        let (channel, tracker) = tracked(1, 1);
+        let held = Arc::new(Held::default());
+        let id = held
+            .admit_shared(0, 0, &tracker)
+            .expect("fed by the shared reader");
+        assert_eq!(held.outstanding(), 1);
+        assert!(held.can_detach());
+        drop(Ack::Held(held.clone(), id));
+        assert_eq!(held.outstanding(), 0);
+        assert_eq!(channel.pending(), 0);
+        // A share finished twice (never expected) acknowledges nothing twice.
+        held.finish(id);
+    }
+
+    #[test]
+    fn a_cursor_starts_at_the_shared_position_below_the_records_still_out() {
+        let (_channel, tracker) = tracked(1, 3);
+        let held = Held::default();
+        held.admit_shared(0, 4, &tracker);
+        let done = held.admit_shared(0, 5, &tracker).unwrap();
+        held.admit_shared(1, 2, &tracker);
+        held.finish(done);
+        let start = held.cursor_start(&HashMap::from([(0, 6), (1, 3)]));
+        assert_eq!(start.read, BTreeMap::from([(0, 6), (1, 3)]));
+        let mut out = start.held.clone();
+        out.sort_unstable();
+        assert_eq!(out, [(0, 4), (1, 2)]);
+    }
+
+    #[test]
+    fn a_rejoining_trigger_takes_each_lane_from_the_shared_reader_from_its_split_on() {
+        let (_channel, tracker) = tracked(1, 8);
+        let held = Held::default();
+        held.follow_stored();
+        assert!(!held.can_detach(), "fed by its cursor");
+        assert_eq!(
+            held.admit_shared(0, 1, &tracker),
+            None,
+            "the cursor feeds it"
+        );
+
+        let shared_next = Mutex::new(HashMap::from([(0, 10), (1, 20)]));
+        // Not yet: nothing changes.
+        assert_eq!(held.try_rejoin(&shared_next, |_, _| None), None);
+        assert_eq!(held.admit_shared(0, 10, &tracker), None);
+        let split = held.try_rejoin(&shared_next, |outstanding, shared| {
+            assert_eq!(outstanding, 0);
+            assert_eq!(shared.get(&1), Some(&20));
+            Some(BTreeMap::from([(0, 10), (1, 20)]))
+        });
+        assert_eq!(split, Some(BTreeMap::from([(0, 10), (1, 20)])));
+        assert_eq!(held.admit_shared(0, 9, &tracker), None, "below the split");
+        assert!(
+            held.admit_shared(0, 10, &tracker).is_some(),
+            "from the split on"
+        );
+        // Lane 0 is shared from now on; lane 1 still waits for its split.
+        assert!(held.admit_shared(0, 3, &tracker).is_some());
+        assert_eq!(held.admit_shared(1, 19, &tracker), None);
+        assert!(held.admit_shared(1, 20, &tracker).is_some());
+        // Every lane is shared again; once the cursor task ends it may detach.
+        held.stopped_following();
+        assert!(held.can_detach());
+    }
+}

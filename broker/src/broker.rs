@@ -292,3 +292,127 @@ fn settings_of(plan: &BrokerPlan) -> BrokerSettings {
         max_event_size: plan.max_event_size,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use cebus_triggers::Filter;
+
+    use super::*;
+    use crate::testkit::{self, Recorder, broker_plan, incoming, linear, settle, trigger};
+
+    /// The in-memory broker `team/default` with `triggers` applied.
+    fn start(triggers: &[Arc<TriggerPlan>]) -> (Arc<BrokerRuntime>, Arc<Shared>) {
+        let shared = testkit::shared(testkit::limits(100));
+        let (_recorder, port) = Recorder::port(|| Ok(()));
+        let broker = BrokerRuntime::new(&broker_plan(triggers), shared.clone(), port);
+        broker.apply(&broker_plan(triggers));
+        (broker, shared)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_no_trigger_matches_is_acknowledged_at_once() {
+        let other = Filter::Exact {
+            attribute: "type".into(),
+            value: "other".into(),
+        };
+        let t = testkit::trigger_plan("t", linear(1, Duration::from_secs(1)), false, other);
+        let (broker, shared) = start(&[Arc::new(t)]);
+        broker
+            .ingest(vec![incoming("a"), incoming("b")])
+            .await
+            .expect("stored");
+        settle().await;
+        assert_eq!(broker.pending(), 0);
+        assert_eq!(testkit::counters(&shared, "t").attempts.get(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_is_held_until_every_matching_trigger_is_done() {
+        let s = Duration::from_secs(1);
+        // `quick` gives up at 1 s, `slow` at 3 s (linear: 1 s, then 2 s).
+        let (broker, _shared) = start(&[
+            trigger("quick", linear(1, s), false),
+            trigger("slow", linear(2, s), false),
+        ]);
+        broker.ingest(vec![incoming("a")]).await.expect("stored");
+        settle().await;
+        assert_eq!(broker.pending(), 1);
+        tokio::time::advance(s).await;
+        settle().await;
+        assert_eq!(broker.pending(), 1, "slow still has it");
+        tokio::time::advance(2 * s).await;
+        settle().await;
+        assert_eq!(broker.pending(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_with_a_spent_hop_budget_is_refused_whole() {
+        let (broker, shared) = start(&[trigger("t", linear(0, Duration::ZERO), false)]);
+        let mut spent = incoming("b");
+        spent.ttl = Some("1".into());
+        match broker.ingest(vec![incoming("a"), spent]).await {
+            Err(IngestError::Ttl { index, .. }) => assert_eq!(index, 1),
+            other => panic!("expected a TTL refusal, got {other:?}"),
+        }
+        settle().await;
+        assert_eq!(testkit::counters(&shared, "t").attempts.get(), 0);
+        assert_eq!(broker.pending(), 0, "nothing of the batch was stored");
+    }
+
+    #[tokio::test]
+    async fn trigger_changes_are_applied_one_trigger_at_a_time() {
+        let s = Duration::from_secs(1);
+        let (broker, _shared) = start(&[
+            trigger("a", linear(1, s), false),
+            trigger("b", linear(1, s), false),
+        ]);
+        let by_name = |name: &str| broker.by_name.lock().unwrap().get(name).cloned();
+        let (a, b) = (by_name("a").unwrap(), by_name("b").unwrap());
+        let before = broker.snapshot.load_full();
+        assert_eq!(before.triggers.len(), 2);
+
+        // Applying the same plan again changes nothing, not even the matcher.
+        broker.apply(&broker_plan(&[
+            trigger("a", linear(1, s), false),
+            trigger("b", linear(1, s), false),
+        ]));
+        assert!(Arc::ptr_eq(&before, &broker.snapshot.load_full()));
+
+        // `a` changes, `b` goes, `c` comes.
+        let mut plan = broker_plan(&[
+            trigger("a", linear(5, s), false),
+            trigger("c", linear(1, s), false),
+        ]);
+        plan.max_ttl = 9;
+        broker.apply(&plan);
+        let a2 = by_name("a").expect("a stays");
+        assert!(Arc::ptr_eq(&a, &a2), "a changed in place");
+        assert_eq!(a2.plan.load().policy.retry, 5);
+        assert!(by_name("b").is_none());
+        assert!(b.cancel.is_cancelled(), "b stopped");
+        assert!(!a.cancel.is_cancelled());
+        assert!(by_name("c").is_some());
+        let names: Vec<String> = broker
+            .snapshot
+            .load()
+            .triggers
+            .iter()
+            .map(|t| t.plan.load().name.clone())
+            .collect();
+        assert_eq!(names, ["a", "c"]);
+        assert_eq!(broker.settings().max_ttl, 9, "settings change in place");
+    }
+
+    #[tokio::test]
+    async fn a_stopped_broker_refuses_events() {
+        let (broker, _shared) = start(&[]);
+        broker.stop();
+        assert!(matches!(
+            broker.ingest(vec![incoming("a")]).await,
+            Err(IngestError::Channel(cebus_channels::ChannelError::Closed))
+        ));
+        assert!(broker.cancel.is_cancelled());
+    }
+}

@@ -408,6 +408,210 @@ async fn handle_reply(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::{self, NOWHERE, Recorder, linear, settle, trigger, trigger_plan};
+    use cebus_api::BackoffPolicy;
+    use cebus_channels::ChannelError;
+    use cebus_triggers::Filter;
+
+    /// A delivery context for trigger `t` of `team/default`, replies to `port`.
+    fn ctx(port: Port) -> Ctx {
+        testkit::ctx(&testkit::shared(testkit::limits(100)), "t", port)
+    }
+
+    fn envelope() -> Envelope {
+        let mut e = Envelope::new(Event::with_required("e1", "/src", "t.type"));
+        e.ttl = 7;
+        e.headers = vec![("traceparent".into(), "00-abc-def-01".into())];
+        e
+    }
+
+    /// Attempts made by the delivery of one event to [`NOWHERE`] with `policy`,
+    /// sampled right after each of `at` (offsets from the start, ascending);
+    /// and the final outcome if the delivery has ended by the last of them.
+    async fn attempts_at(
+        policy: DeliveryPolicy,
+        at: &[Duration],
+    ) -> (Vec<u64>, Option<DeliveryOutcome>) {
+        let (_recorder, port) = Recorder::port(|| Ok(()));
+        let ctx = Arc::new(ctx(port));
+        let plan = trigger("t", policy, false);
+        let task = tokio::spawn({
+            let ctx = ctx.clone();
+            async move { deliver(&envelope(), &Encoded::default(), &plan, &ctx).await }
+        });
+        let start = tokio::time::Instant::now();
+        let mut seen = Vec::new();
+        for &t in at {
+            tokio::time::advance((start + t) - tokio::time::Instant::now()).await;
+            settle().await;
+            seen.push(ctx.counters.attempts.get());
+        }
+        let outcome = match task.is_finished() {
+            true => Some(task.await.expect("no panic")),
+            false => None,
+        };
+        (seen, outcome)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_wait_the_linear_backoff_before_each_attempt() {
+        // retry 3, linear 1 s: attempts at 0, 1, 3 and 6 s, then given up.
+        let ms = Duration::from_millis;
+        let (seen, outcome) = attempts_at(
+            linear(3, ms(1000)),
+            &[
+                ms(0),
+                ms(999),
+                ms(1000),
+                ms(2999),
+                ms(3000),
+                ms(5999),
+                ms(6000),
+            ],
+        )
+        .await;
+        assert_eq!(seen, [1, 1, 2, 2, 3, 3, 4]);
+        assert_eq!(outcome, Some(DeliveryOutcome::DroppedNoDls));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_wait_the_exponential_backoff_before_each_attempt() {
+        // retry 3, exponential 1 s: attempts at 0, 1, 3 and 7 s.
+        let policy = DeliveryPolicy {
+            backoff: BackoffPolicy::Exponential,
+            ..linear(3, Duration::from_secs(1))
+        };
+        let s = Duration::from_secs;
+        let (seen, outcome) = attempts_at(policy, &[s(0), s(1), s(2), s(3), s(6), s(7)]).await;
+        assert_eq!(seen, [1, 2, 2, 3, 3, 4]);
+        assert_eq!(outcome, Some(DeliveryOutcome::DroppedNoDls));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_dead_letter_sink_gets_the_same_retries_then_the_event_is_dropped() {
+        let (_recorder, port) = Recorder::port(|| Ok(()));
+        let ctx = ctx(port);
+        let mut plan = trigger_plan(
+            "t",
+            linear(1, Duration::from_secs(1)),
+            false,
+            Filter::All(Vec::new()),
+        );
+        plan.dead_letter_sink = Some(NOWHERE.into());
+        plan.dead_letter_url = Some(reqwest::Url::parse(NOWHERE).unwrap());
+        // Under the paused clock the backoffs pass as soon as nothing else runs.
+        let outcome = deliver(&envelope(), &Encoded::default(), &plan, &ctx).await;
+        assert_eq!(outcome, DeliveryOutcome::DroppedDlsFailed);
+        assert_eq!(
+            ctx.counters.attempts.get(),
+            4,
+            "two to the subscriber, two to the sink"
+        );
+    }
+
+    /// A subscriber's 200 answer carrying `body` as a structured CloudEvent.
+    fn structured(body: &str) -> Response {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/cloudevents+json"),
+        );
+        Response {
+            status: 200,
+            headers,
+            body: Bytes::from(body.to_owned()),
+        }
+    }
+
+    const REPLY: &str = r#"{"specversion":"1.0","id":"r1","source":"/sub","type":"reply"}"#;
+
+    #[tokio::test]
+    async fn a_reply_enters_the_triggers_broker_through_the_port() {
+        let (recorder, port) = Recorder::port(|| Ok(()));
+        let ctx = ctx(port);
+        let plan = trigger("t", DeliveryPolicy::default(), false);
+        handle_reply(structured(REPLY), &envelope(), &plan, &ctx)
+            .await
+            .expect("reply stored");
+        let sent = recorder.sent.lock().unwrap();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].to, "team/default");
+        let reply = &sent[0].events[0];
+        assert_eq!(reply.event.id(), "r1");
+        assert_eq!(reply.ttl.as_deref(), Some("7"), "the hop budget is carried");
+        assert_eq!(reply.headers, envelope().headers, "headers are forwarded");
+        assert_eq!(ctx.counters.replies.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_reply_whose_hop_budget_is_spent_is_dropped_not_retried() {
+        let (recorder, port) = Recorder::port(|| {
+            Err(IngestError::Ttl {
+                index: 0,
+                message: "exhausted".into(),
+            })
+        });
+        let ctx = ctx(port);
+        let plan = trigger("t", DeliveryPolicy::default(), false);
+        let r = handle_reply(structured(REPLY), &envelope(), &plan, &ctx).await;
+        assert!(r.is_ok(), "the delivery is done");
+        assert_eq!(recorder.sent.lock().unwrap().len(), 1);
+        assert_eq!(ctx.counters.replies.get(), 0, "not counted as a reply");
+    }
+
+    #[tokio::test]
+    async fn a_reply_the_broker_refuses_fails_the_attempt_with_the_subscribers_status() {
+        for answer in [
+            (|| Err(ChannelError::Closed.into())) as fn() -> Result<(), IngestError>,
+            || {
+                Err(IngestError::NotRunning {
+                    namespace: "team".into(),
+                    name: "default".into(),
+                })
+            },
+        ] {
+            let (_recorder, port) = Recorder::port(answer);
+            let ctx = ctx(port);
+            let plan = trigger("t", DeliveryPolicy::default(), false);
+            let failure = handle_reply(structured(REPLY), &envelope(), &plan, &ctx)
+                .await
+                .expect_err("the attempt fails");
+            assert_eq!(failure.status, Some(200));
+            assert_eq!(failure.body, REPLY.as_bytes());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_that_is_not_a_cloudevent_fails_unless_the_trigger_opts_out() {
+        let (recorder, port) = Recorder::port(|| Ok(()));
+        let ctx = ctx(port);
+        let not_ce = || Response {
+            status: 200,
+            headers: HeaderMap::new(),
+            body: Bytes::from_static(b"hello"),
+        };
+        let mut plan = trigger_plan(
+            "t",
+            DeliveryPolicy::default(),
+            false,
+            Filter::All(Vec::new()),
+        );
+        assert!(
+            handle_reply(not_ce(), &envelope(), &plan, &ctx)
+                .await
+                .is_err()
+        );
+        plan.ignore_invalid_reply = true;
+        assert!(
+            handle_reply(not_ce(), &envelope(), &plan, &ctx)
+                .await
+                .is_ok()
+        );
+        assert!(
+            recorder.sent.lock().unwrap().is_empty(),
+            "nothing re-entered"
+        );
+    }
 
     #[tokio::test]
     async fn the_last_url_is_resolved_once_and_a_new_one_again() {

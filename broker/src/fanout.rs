@@ -105,3 +105,48 @@ pub(crate) async fn fan_out(broker: Arc<BrokerRuntime>) {
         .expect("trigger index lock poisoned")
         .clear();
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use cebus_channels::Envelope;
+    use cebus_events::Event;
+
+    use super::*;
+    use crate::testkit::{self, Recorder, broker_plan, linear, settle, trigger};
+
+    #[tokio::test(start_paused = true)]
+    async fn records_appended_to_the_channel_reach_the_triggers_and_a_stop_ends_the_loop() {
+        let shared = testkit::shared(testkit::limits(100));
+        let (_recorder, port) = Recorder::port(|| Ok(()));
+        let plan = broker_plan(&[trigger("t", linear(0, Duration::ZERO), false)]);
+        let broker = BrokerRuntime::new(&plan, shared.clone(), port);
+        broker.apply(&plan);
+        let task = tokio::spawn(fan_out(broker.clone()));
+        // Not through ingest (which routes in-memory events itself): the
+        // channel's own queue, which only this loop reads.
+        let event = Event::with_required("a", "/test", "test.event");
+        broker
+            .channel
+            .append(vec![Envelope::new(event)])
+            .await
+            .expect("stored");
+        settle().await;
+        assert_eq!(testkit::counters(&shared, "t").attempts.get(), 1);
+        assert_eq!(
+            broker.pending(),
+            0,
+            "delivered (or given up) and acknowledged"
+        );
+
+        broker.stop();
+        settle().await;
+        assert!(
+            task.is_finished(),
+            "a closed, drained channel ends the loop"
+        );
+        assert!(broker.snapshot.load().triggers.is_empty());
+        assert!(broker.by_name.lock().unwrap().is_empty());
+    }
+}

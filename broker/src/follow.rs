@@ -377,6 +377,24 @@ mod tests {
     }
 
     #[test]
+    fn close_behind_sums_the_lag_over_lanes() {
+        let shared = Mutex::new(HashMap::from([(0, 15), (1, 20), (2, 4)]));
+        // 5 + 0 + 4 (lane 2 not read by the cursor yet) = 9 behind.
+        let cursor = BTreeMap::from([(0, 10), (1, 20)]);
+        assert!(close_behind(&cursor, &shared, 9));
+        assert!(!close_behind(&cursor, &shared, 8));
+        // Ahead of the shared reader is not behind.
+        let ahead = BTreeMap::from([(0, 30), (1, 30), (2, 30)]);
+        assert!(close_behind(&ahead, &shared, 0));
+    }
+
+    #[test]
+    fn a_cursor_reads_ahead_at_least_a_fetch_batch() {
+        assert_eq!(cursor_window(100), 1024);
+        assert_eq!(cursor_window(1000), 2000);
+    }
+
+    #[test]
     fn follow_budget_is_two_sets_of_deliveries() {
         assert_eq!(follow_budget(100), 200);
         assert_eq!(follow_budget(0), 2);

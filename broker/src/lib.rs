@@ -1,5 +1,9 @@
-//! The broker data plane: ingress, per-trigger dispatchers (delivery, retries,
-//! dead-letter sink, replies), the broker runtime and config reload.
+//! The broker data plane, by stage: ingress, registry (brokers by key), broker
+//! (ingest and the in-memory channel's inline fan-out), fanout (the loop that
+//! reads a channel), follow (triggers that leave it for a cursor), trigger
+//! (slots, ordered lanes), ack, deliver (attempts, retries, dead-letter sink,
+//! replies, the connection pool) and the port through which replies and
+//! sources hand events in; plus the plan and the server (config reload).
 
 mod ack;
 pub mod broker;
@@ -16,6 +20,8 @@ pub mod registry;
 pub mod server;
 pub mod shared;
 mod slots;
+#[cfg(test)]
+mod testkit;
 pub mod time;
 mod trigger;
 

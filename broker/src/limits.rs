@@ -38,3 +38,17 @@ pub struct BrokerSettings {
     /// Largest accepted request body.
     pub max_event_size: usize,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let l = Limits::default();
+        assert_eq!(l.channel_capacity, cebus_channels::memory::DEFAULT_CAPACITY);
+        assert_eq!(l.max_in_flight_per_trigger, 100);
+        assert_eq!(l.default_timeout, Duration::from_secs(60));
+        assert_eq!(l.max_outbound, 1024);
+    }
+}

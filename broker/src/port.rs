@@ -96,3 +96,44 @@ impl Port {
         inlet.ingest(namespace, name, events).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{Recorder, incoming};
+
+    #[tokio::test]
+    async fn a_send_reaches_the_inlet_with_the_broker_it_names() {
+        let (recorder, port) = Recorder::port(|| Ok(()));
+        port.send("team", "default", vec![incoming("a"), incoming("b")])
+            .await
+            .expect("stored");
+        let sent = recorder.sent.lock().unwrap();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].to, "team/default");
+        let ids: Vec<_> = sent[0].events.iter().map(|i| i.event.id()).collect();
+        assert_eq!(ids, ["a", "b"]);
+    }
+
+    #[tokio::test]
+    async fn the_inlet_answer_is_the_senders() {
+        let (_recorder, port) = Recorder::port(|| Err(ChannelError::Closed.into()));
+        let err = port.send("team", "default", vec![incoming("a")]).await;
+        assert!(matches!(
+            err,
+            Err(IngestError::Channel(ChannelError::Closed))
+        ));
+    }
+
+    #[tokio::test]
+    async fn without_its_registry_a_port_finds_no_broker() {
+        let (recorder, port) = Recorder::port(|| Ok(()));
+        drop(recorder);
+        match port.send("team", "default", vec![incoming("a")]).await {
+            Err(e @ IngestError::NotRunning { .. }) => {
+                assert_eq!(e.to_string(), "broker team/default is not running");
+            }
+            other => panic!("expected NotRunning, got {other:?}"),
+        }
+    }
+}

@@ -167,3 +167,71 @@ impl Inlet for ByNamespace {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::testkit::{self, BROKER, NS, broker_plan, incoming, linear, settle, trigger};
+
+    fn plan_of(brokers: &[BrokerPlan]) -> Plan {
+        Plan {
+            brokers: brokers.iter().map(|b| (b.key(), b.clone())).collect(),
+            ..Plan::default()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn brokers_are_added_kept_and_removed_and_the_port_finds_them_by_name() {
+        let registry = Registry::new(testkit::shared(testkit::limits(100)));
+        assert!(!registry.is_ready());
+        let port = registry.port();
+        let missing = port.send(NS, BROKER, vec![incoming("a")]).await;
+        assert!(matches!(missing, Err(IngestError::NotRunning { .. })));
+
+        // One trigger that holds its event for a second.
+        let slow = broker_plan(&[trigger("t", linear(1, Duration::from_secs(1)), false)]);
+        registry.apply(&plan_of(std::slice::from_ref(&slow)));
+        assert!(registry.is_ready());
+        assert_eq!(registry.keys(), ["team/default"]);
+        let broker = registry.get(NS, BROKER).expect("running");
+        assert!(registry.get(NS, "other").is_none());
+        assert!(registry.get("elsewhere", BROKER).is_none());
+        port.send(NS, BROKER, vec![incoming("a")])
+            .await
+            .expect("stored through the port");
+        settle().await;
+        assert_eq!(broker.pending(), 1, "the port handed it to this broker");
+
+        // The same channel: the same broker.
+        registry.apply(&plan_of(&[slow]));
+        let again = registry.get(NS, BROKER).expect("running");
+        assert!(Arc::ptr_eq(&broker, &again));
+
+        registry.apply(&plan_of(&[]));
+        assert!(registry.get(NS, BROKER).is_none());
+        assert!(registry.keys().is_empty());
+        assert!(
+            matches!(
+                broker.ingest(vec![incoming("b")]).await,
+                Err(IngestError::Channel(cebus_channels::ChannelError::Closed))
+            ),
+            "a removed broker refuses events"
+        );
+        let gone = port.send(NS, BROKER, vec![incoming("c")]).await;
+        assert!(matches!(gone, Err(IngestError::NotRunning { .. })));
+    }
+
+    #[tokio::test]
+    async fn close_all_stops_every_broker_but_keeps_them_for_lookups() {
+        let registry = Registry::new(testkit::shared(testkit::limits(100)));
+        registry.apply(&plan_of(&[broker_plan(&[])]));
+        registry.close_all();
+        let broker = registry.get(NS, BROKER).expect("still listed");
+        assert!(matches!(
+            broker.ingest(vec![incoming("a")]).await,
+            Err(IngestError::Channel(cebus_channels::ChannelError::Closed))
+        ));
+    }
+}

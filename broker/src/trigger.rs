@@ -221,3 +221,89 @@ async fn lane(
         drop(work);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use cebus_channels::{AnyChannel, Channel, MemoryChannel};
+
+    use super::*;
+    use crate::ack::AckTracker;
+    use crate::testkit::{self, Recorder, linear, records, settle};
+
+    /// A trigger `t` with `max_in_flight` slots delivering to nowhere, one retry
+    /// a second later, and the channel its records come from.
+    fn fixture(
+        max_in_flight: usize,
+        ordered: bool,
+    ) -> (Arc<TriggerRuntime>, Arc<MemoryChannel>, Arc<Shared>) {
+        let shared = testkit::shared(testkit::limits(max_in_flight));
+        let (_recorder, port) = Recorder::port(|| Ok(()));
+        let plan = testkit::trigger("t", linear(1, Duration::from_secs(1)), ordered);
+        let ctx = testkit::ctx(&shared, "t", port);
+        let t = TriggerRuntime::new(plan, ctx, shared.clone(), false, CancellationToken::new());
+        (t, Arc::new(MemoryChannel::new(100)), shared)
+    }
+
+    /// Hands `n` new records of `channel` to `t`; whether each was behind.
+    fn submit(t: &Arc<TriggerRuntime>, channel: &Arc<MemoryChannel>, n: usize) -> Vec<bool> {
+        records(channel, n)
+            .into_iter()
+            .map(|r| {
+                let any = AnyChannel::Memory(channel.clone());
+                t.submit(Work {
+                    partition: r.partition,
+                    envelope: r.envelope,
+                    encoded: Arc::default(),
+                    _ack: Ack::Plain(Arc::new(AckTracker::new(1, r.offset, any))),
+                })
+            })
+            .collect()
+    }
+
+    /// Attempts so far, after letting every ready task run.
+    async fn attempts(shared: &Shared) -> u64 {
+        settle().await;
+        testkit::counters(shared, "t").attempts.get()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unordered_trigger_delivers_at_most_its_slots_at_once() {
+        let (t, channel, shared) = fixture(2, false);
+        // Two get a slot; three wait behind them (the trigger is behind).
+        assert_eq!(submit(&t, &channel, 5), [false, false, true, true, true]);
+        let second = Duration::from_secs(1);
+        assert_eq!(attempts(&shared).await, 2);
+        assert_eq!(channel.pending(), 5);
+        // At 1 s the first two retry and give up; their slots take the next two.
+        tokio::time::advance(second).await;
+        assert_eq!(attempts(&shared).await, 6);
+        assert_eq!(channel.pending(), 3, "the first two are acknowledged");
+        tokio::time::advance(second).await;
+        assert_eq!(attempts(&shared).await, 9);
+        tokio::time::advance(second).await;
+        assert_eq!(attempts(&shared).await, 10);
+        assert_eq!(channel.pending(), 0, "every record acknowledged");
+        let dropped = testkit::counters(&shared, "t").dropped_no_dls.get();
+        assert_eq!(dropped, 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ordered_trigger_delivers_one_event_of_a_lane_at_a_time() {
+        let (t, channel, shared) = fixture(100, true);
+        // The first is taken by the dispatcher before the next comes.
+        submit(&t, &channel, 3);
+        let second = Duration::from_secs(1);
+        assert_eq!(attempts(&shared).await, 1, "the lane holds the rest back");
+        // Each event's retry, then the next event's first attempt.
+        tokio::time::advance(second).await;
+        assert_eq!(attempts(&shared).await, 3);
+        assert_eq!(channel.pending(), 2);
+        tokio::time::advance(second).await;
+        assert_eq!(attempts(&shared).await, 5);
+        tokio::time::advance(second).await;
+        assert_eq!(attempts(&shared).await, 6);
+        assert_eq!(channel.pending(), 0);
+    }
+}
