@@ -300,11 +300,12 @@ mod tests {
     use cebus_triggers::Filter;
 
     use super::*;
-    use crate::testkit::{self, Recorder, broker_plan, incoming, linear, settle, trigger};
+    use crate::port::testing::Recorder;
+    use crate::testkit::{self, broker_plan, incoming, linear, settle, trigger};
 
     /// The in-memory broker `team/default` with `triggers` applied.
     fn start(triggers: &[Arc<TriggerPlan>]) -> (Arc<BrokerRuntime>, Arc<Shared>) {
-        let shared = testkit::shared(testkit::limits(100));
+        let shared = Shared::for_tests(testkit::limits(100));
         let (_recorder, port) = Recorder::port(|| Ok(()));
         let broker = BrokerRuntime::new(&broker_plan(triggers), shared.clone(), port);
         broker.apply(&broker_plan(triggers));
@@ -325,7 +326,7 @@ mod tests {
             .expect("stored");
         settle().await;
         assert_eq!(broker.pending(), 0);
-        assert_eq!(testkit::counters(&shared, "t").attempts.get(), 0);
+        assert_eq!(testkit::counters(&shared.metrics, "t").attempts.get(), 0);
     }
 
     #[tokio::test(start_paused = true)]
@@ -357,7 +358,7 @@ mod tests {
             other => panic!("expected a TTL refusal, got {other:?}"),
         }
         settle().await;
-        assert_eq!(testkit::counters(&shared, "t").attempts.get(), 0);
+        assert_eq!(testkit::counters(&shared.metrics, "t").attempts.get(), 0);
         assert_eq!(broker.pending(), 0, "nothing of the batch was stored");
     }
 

@@ -55,6 +55,27 @@ pub struct Ctx {
     pub resolved: Arc<ResolvedCache>,
 }
 
+#[cfg(test)]
+impl Ctx {
+    /// A context for unit tests: trigger `t` of `team/default`, counted in
+    /// `counters`, replies to `port`, a 60 s attempt limit.
+    pub(crate) fn for_tests(client: Client, counters: TriggerCounters, port: Port) -> Ctx {
+        Ctx {
+            client,
+            settings: Arc::new(ArcSwap::from_pointee(BrokerSettings {
+                max_ttl: 255,
+                max_event_size: 1 << 20,
+            })),
+            port,
+            broker: "default".into(),
+            counters,
+            default_timeout: Duration::from_secs(60),
+            outbound: Arc::new(HostLimits::new(4)),
+            resolved: Arc::default(),
+        }
+    }
+}
+
 /// A URL turned into a request target, with its host's permits.
 #[derive(Debug)]
 pub struct Resolved {
@@ -408,14 +429,18 @@ async fn handle_reply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::{self, NOWHERE, Recorder, linear, settle, trigger, trigger_plan};
+    use crate::metrics::Metrics;
+    use crate::port::testing::Recorder;
+    use crate::testkit::{self, NOWHERE, linear, settle, trigger, trigger_plan};
     use cebus_api::BackoffPolicy;
     use cebus_channels::ChannelError;
     use cebus_triggers::Filter;
 
     /// A delivery context for trigger `t` of `team/default`, replies to `port`.
     fn ctx(port: Port) -> Ctx {
-        testkit::ctx(&testkit::shared(testkit::limits(100)), "t", port)
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let counters = testkit::counters(&Metrics::default(), "t");
+        Ctx::for_tests(Client::new(4), counters, port)
     }
 
     fn envelope() -> Envelope {

@@ -114,11 +114,13 @@ mod tests {
     use cebus_events::Event;
 
     use super::*;
-    use crate::testkit::{self, Recorder, broker_plan, linear, settle, trigger};
+    use crate::port::testing::Recorder;
+    use crate::shared::Shared;
+    use crate::testkit::{self, broker_plan, linear, settle, trigger};
 
     #[tokio::test(start_paused = true)]
     async fn records_appended_to_the_channel_reach_the_triggers_and_a_stop_ends_the_loop() {
-        let shared = testkit::shared(testkit::limits(100));
+        let shared = Shared::for_tests(testkit::limits(100));
         let (_recorder, port) = Recorder::port(|| Ok(()));
         let plan = broker_plan(&[trigger("t", linear(0, Duration::ZERO), false)]);
         let broker = BrokerRuntime::new(&plan, shared.clone(), port);
@@ -133,7 +135,7 @@ mod tests {
             .await
             .expect("stored");
         settle().await;
-        assert_eq!(testkit::counters(&shared, "t").attempts.get(), 1);
+        assert_eq!(testkit::counters(&shared.metrics, "t").attempts.get(), 1);
         assert_eq!(
             broker.pending(),
             0,

@@ -97,10 +97,70 @@ impl Port {
     }
 }
 
+/// A port onto a recording inlet, for the stages' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::{Arc, Mutex, Weak};
+
+    use super::{Incoming, IngestError, Ingesting, Inlet, Port};
+
+    /// One send a [`Recorder`] received.
+    #[derive(Debug)]
+    pub(crate) struct Sent {
+        /// `namespace/name` it was sent to.
+        pub(crate) to: String,
+        /// The events.
+        pub(crate) events: Vec<Incoming>,
+    }
+
+    /// An inlet that records what it is sent and answers with `answer`.
+    #[derive(Debug)]
+    pub(crate) struct Recorder {
+        pub(crate) sent: Mutex<Vec<Sent>>,
+        answer: fn() -> Result<(), IngestError>,
+    }
+
+    impl Recorder {
+        /// A recorder answering every send with `answer()`, and a port onto it.
+        pub(crate) fn port(answer: fn() -> Result<(), IngestError>) -> (Arc<Recorder>, Port) {
+            let recorder = Arc::new(Recorder {
+                sent: Mutex::new(Vec::new()),
+                answer,
+            });
+            let inlet: Weak<dyn Inlet> = Arc::<Recorder>::downgrade(&recorder);
+            (recorder, Port::new(inlet))
+        }
+    }
+
+    impl Inlet for Recorder {
+        fn ingest<'a>(
+            &'a self,
+            namespace: &'a str,
+            name: &'a str,
+            events: Vec<Incoming>,
+        ) -> Ingesting<'a> {
+            self.sent.lock().expect("recorder lock").push(Sent {
+                to: format!("{namespace}/{name}"),
+                events,
+            });
+            let answer = (self.answer)();
+            Box::pin(async move { answer })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::Recorder;
     use super::*;
-    use crate::testkit::{Recorder, incoming};
+
+    fn incoming(id: &str) -> Incoming {
+        Incoming {
+            event: Event::with_required(id, "/test", "test.event"),
+            ttl: None,
+            headers: Vec::new(),
+        }
+    }
 
     #[tokio::test]
     async fn a_send_reaches_the_inlet_with_the_broker_it_names() {

@@ -184,7 +184,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn brokers_are_added_kept_and_removed_and_the_port_finds_them_by_name() {
-        let registry = Registry::new(testkit::shared(testkit::limits(100)));
+        let registry = Registry::new(Shared::for_tests(testkit::limits(100)));
         assert!(!registry.is_ready());
         let port = registry.port();
         let missing = port.send(NS, BROKER, vec![incoming("a")]).await;
@@ -225,7 +225,7 @@ mod tests {
 
     #[tokio::test]
     async fn close_all_stops_every_broker_but_keeps_them_for_lookups() {
-        let registry = Registry::new(testkit::shared(testkit::limits(100)));
+        let registry = Registry::new(Shared::for_tests(testkit::limits(100)));
         registry.apply(&plan_of(&[broker_plan(&[])]));
         registry.close_all();
         let broker = registry.get(NS, BROKER).expect("still listed");

@@ -23,3 +23,18 @@ pub struct Shared {
     /// Outbound request permits per host (`limits.max_outbound` each).
     pub outbound: Arc<deliver::HostLimits>,
 }
+
+#[cfg(test)]
+impl Shared {
+    /// A context for unit tests, with `limits`.
+    pub(crate) fn for_tests(limits: Limits) -> Arc<Shared> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Arc::new(Shared {
+            client: deliver::Client::new(4),
+            metrics: Arc::new(Metrics::default()),
+            tasks: TaskTracker::new(),
+            outbound: Arc::new(deliver::HostLimits::new(limits.max_outbound)),
+            limits,
+        })
+    }
+}

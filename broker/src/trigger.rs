@@ -230,7 +230,8 @@ mod tests {
 
     use super::*;
     use crate::ack::AckTracker;
-    use crate::testkit::{self, Recorder, linear, records, settle};
+    use crate::port::testing::Recorder;
+    use crate::testkit::{self, linear, records, settle};
 
     /// A trigger `t` with `max_in_flight` slots delivering to nowhere, one retry
     /// a second later, and the channel its records come from.
@@ -238,10 +239,11 @@ mod tests {
         max_in_flight: usize,
         ordered: bool,
     ) -> (Arc<TriggerRuntime>, Arc<MemoryChannel>, Arc<Shared>) {
-        let shared = testkit::shared(testkit::limits(max_in_flight));
+        let shared = Shared::for_tests(testkit::limits(max_in_flight));
         let (_recorder, port) = Recorder::port(|| Ok(()));
         let plan = testkit::trigger("t", linear(1, Duration::from_secs(1)), ordered);
-        let ctx = testkit::ctx(&shared, "t", port);
+        let counters = testkit::counters(&shared.metrics, "t");
+        let ctx = deliver::Ctx::for_tests(shared.client.clone(), counters, port);
         let t = TriggerRuntime::new(plan, ctx, shared.clone(), false, CancellationToken::new());
         (t, Arc::new(MemoryChannel::new(100)), shared)
     }
@@ -265,7 +267,7 @@ mod tests {
     /// Attempts so far, after letting every ready task run.
     async fn attempts(shared: &Shared) -> u64 {
         settle().await;
-        testkit::counters(shared, "t").attempts.get()
+        testkit::counters(&shared.metrics, "t").attempts.get()
     }
 
     #[tokio::test(start_paused = true)]
@@ -285,7 +287,7 @@ mod tests {
         tokio::time::advance(second).await;
         assert_eq!(attempts(&shared).await, 10);
         assert_eq!(channel.pending(), 0, "every record acknowledged");
-        let dropped = testkit::counters(&shared, "t").dropped_no_dls.get();
+        let dropped = testkit::counters(&shared.metrics, "t").dropped_no_dls.get();
         assert_eq!(dropped, 5);
     }
 
