@@ -11,6 +11,7 @@ pub mod nats;
 pub mod resolve;
 pub mod types;
 pub mod validate;
+mod yaml;
 
 pub use channel_template::{
     ChannelTemplate, broker_channel_name, broker_channel_template, is_channel_based_broker,

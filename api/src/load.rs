@@ -15,6 +15,7 @@ use crate::types::{
     Broker, CEBUS_SOURCES_V1ALPHA1, ConfigMap, ContainerSource, EVENTING_V1, KafkaSource,
     ObjectMeta, PingSource, Resource, SOURCES_V1, SOURCES_V1BETA1, Secret, Trigger, WebhookSource,
 };
+use crate::yaml::{Node, NodeDeserializer};
 
 /// Namespace of objects that do not set `metadata.namespace`.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -201,7 +202,7 @@ fn find<'a, T: Resource>(
 /// The YAML parser's budget. Its defaults (1,024 documents, 250,000 nodes) guard
 /// untrusted input, but a broker with thousands of triggers in one file is a
 /// normal config; these limits still stop alias bombs and runaway input.
-fn yaml_options() -> serde_saphyr::Options {
+pub(crate) fn yaml_options() -> serde_saphyr::Options {
     serde_saphyr::options! {
         budget: serde_saphyr::budget! {
             max_documents: 1_000_000,
@@ -214,9 +215,27 @@ fn yaml_options() -> serde_saphyr::Options {
 /// Parses one file's text (any number of `---`-separated documents). Empty
 /// documents are skipped. Returns every error found, not just the first.
 pub fn load_str(file: &Path, text: &str) -> Result<Vec<Object>, Vec<ConfigError>> {
-    let docs: Vec<Value> = match serde_saphyr::from_multiple_with_options(text, yaml_options()) {
-        Ok(docs) => docs,
-        Err(e) => return Err(vec![yaml_error(file, &e)]),
+    // Fast path: generated configs take the fast YAML reader, and each document
+    // is converted straight from its nodes, without tracking field paths. Only
+    // when that fails for any reason is the file converted the thorough way
+    // (through `serde_json::Value` and `serde_path_to_error`), which finds every
+    // error with its path, as before.
+    let docs: Vec<Value> = match crate::yaml::parse_plain(text) {
+        Some(nodes) => {
+            let objects: Option<Vec<Object>> = nodes
+                .iter()
+                .enumerate()
+                .map(|(doc, node)| load_node(file, doc, node))
+                .collect();
+            if let Some(objects) = objects {
+                return Ok(objects);
+            }
+            nodes.iter().map(Node::to_value).collect()
+        }
+        None => match serde_saphyr::from_multiple_with_options(text, yaml_options()) {
+            Ok(docs) => docs,
+            Err(e) => return Err(vec![yaml_error(file, &e)]),
+        },
     };
     let mut objects = Vec::new();
     let mut errors = Vec::new();
@@ -354,20 +373,12 @@ fn load_doc(file: &Path, doc: usize, value: Value) -> Result<Object, ConfigError
     let api_version = text("apiVersion")?;
     let kind = text("kind")?;
 
-    let located = Location { file, doc };
+    let location = Location { file, doc };
     match (api_version.as_str(), kind.as_str()) {
-        (EVENTING_V1, "Broker") => located.typed(value).map(Object::Broker),
-        (EVENTING_V1, "Trigger") => located.typed(value).map(Object::Trigger),
-        ("v1", "ConfigMap") => located.typed(value).map(Object::ConfigMap),
-        ("v1", "Secret") => located.typed(value).map(Object::Secret),
-        (SOURCES_V1, "PingSource") => located.typed(value).map(Object::PingSource),
-        (SOURCES_V1, "ContainerSource") => located.typed(value).map(Object::ContainerSource),
-        (CEBUS_SOURCES_V1ALPHA1, "WebhookSource") => {
-            located.typed(value).map(Object::WebhookSource)
-        }
-        (SOURCES_V1 | SOURCES_V1BETA1, "KafkaSource") => {
-            located.typed(value).map(Object::KafkaSource)
-        }
+        (api, kind) if kind_of(api, kind).is_some() => build(
+            kind_of(api, kind).expect("checked"),
+            Tracked(location, value),
+        ),
         (api, kind) => {
             let label = raw_label(kind, &value);
             let error = |field, message| error(field, message).with_object(label.clone());
@@ -400,35 +411,116 @@ fn load_doc(file: &Path, doc: usize, value: Value) -> Result<Object, ConfigError
     }
 }
 
+/// The kinds cebus loads.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Broker,
+    Trigger,
+    ConfigMap,
+    Secret,
+    PingSource,
+    ContainerSource,
+    WebhookSource,
+    KafkaSource,
+}
+
+/// The kind a document's `apiVersion` and `kind` name, if cebus loads it.
+fn kind_of(api_version: &str, kind: &str) -> Option<Kind> {
+    Some(match (api_version, kind) {
+        (EVENTING_V1, "Broker") => Kind::Broker,
+        (EVENTING_V1, "Trigger") => Kind::Trigger,
+        ("v1", "ConfigMap") => Kind::ConfigMap,
+        ("v1", "Secret") => Kind::Secret,
+        (SOURCES_V1, "PingSource") => Kind::PingSource,
+        (SOURCES_V1, "ContainerSource") => Kind::ContainerSource,
+        (CEBUS_SOURCES_V1ALPHA1, "WebhookSource") => Kind::WebhookSource,
+        (SOURCES_V1 | SOURCES_V1BETA1, "KafkaSource") => Kind::KafkaSource,
+        _ => return None,
+    })
+}
+
+/// A document on its way to a typed object (either way of converting it).
+trait Convert {
+    /// The error when it is not a `T`.
+    type Error;
+    /// Converts to a `T` with its location.
+    fn convert<T: Resource + DeserializeOwned>(self) -> Result<Located<T>, Self::Error>;
+}
+
+/// Converts a document of kind `kind`.
+fn build<C: Convert>(kind: Kind, document: C) -> Result<Object, C::Error> {
+    match kind {
+        Kind::Broker => document.convert().map(Object::Broker),
+        Kind::Trigger => document.convert().map(Object::Trigger),
+        Kind::ConfigMap => document.convert().map(Object::ConfigMap),
+        Kind::Secret => document.convert().map(Object::Secret),
+        Kind::PingSource => document.convert().map(Object::PingSource),
+        Kind::ContainerSource => document.convert().map(Object::ContainerSource),
+        Kind::WebhookSource => document.convert().map(Object::WebhookSource),
+        Kind::KafkaSource => document.convert().map(Object::KafkaSource),
+    }
+}
+
+/// The fast conversion of a document the fast YAML reader read: `None` for
+/// anything but a well-formed object of a kind cebus loads.
+fn load_node(file: &Path, doc: usize, node: &Node<'_>) -> Option<Object> {
+    let kind = kind_of(node.str_at("apiVersion")?, node.str_at("kind")?)?;
+    build(kind, Untracked(Location { file, doc }, node)).ok()
+}
+
 /// Where a document came from, for typed deserialization.
+#[derive(Debug, Clone, Copy)]
 struct Location<'a> {
     file: &'a Path,
     doc: usize,
 }
 
 impl Location<'_> {
-    fn typed<T: Resource + DeserializeOwned>(
-        &self,
-        value: Value,
-    ) -> Result<Located<T>, ConfigError> {
-        let label = raw_label(T::KIND, &value);
-        let mut object: T = serde_path_to_error::deserialize(value).map_err(|e| {
-            let (field, message) = refine(e.path(), e.inner().to_string());
-            let message = hint_quoting(message);
-            ConfigError::file(self.file, message)
-                .with_doc(self.doc)
-                .with_object(label)
-                .with_field(field)
-        })?;
+    /// `object` with its location, in the default namespace unless it names one.
+    fn locate<T: Resource>(self, mut object: T) -> Located<T> {
         let meta = object.metadata_mut();
         if meta.namespace.as_deref().is_none_or(str::is_empty) {
             meta.namespace = Some(DEFAULT_NAMESPACE.to_owned());
         }
-        Ok(Located {
+        Located {
             file: self.file.to_path_buf(),
             doc: self.doc,
             object,
-        })
+        }
+    }
+}
+
+/// A document converted from its nodes, without field paths.
+struct Untracked<'l, 'n, 'a>(Location<'l>, &'n Node<'a>);
+
+impl Convert for Untracked<'_, '_, '_> {
+    type Error = serde::de::value::Error;
+
+    fn convert<T: Resource + DeserializeOwned>(self) -> Result<Located<T>, Self::Error> {
+        T::deserialize(NodeDeserializer(self.1)).map(|object| self.0.locate(object))
+    }
+}
+
+/// A document converted from its value with `serde_path_to_error`, so an error
+/// names its field.
+struct Tracked<'l>(Location<'l>, Value);
+
+impl Convert for Tracked<'_> {
+    type Error = ConfigError;
+
+    fn convert<T: Resource + DeserializeOwned>(self) -> Result<Located<T>, ConfigError> {
+        let Tracked(location, value) = self;
+        let label = raw_label(T::KIND, &value);
+        serde_path_to_error::deserialize(value)
+            .map(|object| location.locate(object))
+            .map_err(|e| {
+                let (field, message) = refine(e.path(), e.inner().to_string());
+                let message = hint_quoting(message);
+                ConfigError::file(location.file, message)
+                    .with_doc(location.doc)
+                    .with_object(label)
+                    .with_field(field)
+            })
     }
 }
 
@@ -614,6 +706,125 @@ status:
             })
         );
         assert_eq!(config.triggers_of("shop", "default").count(), 1);
+    }
+
+    /// Every kind, in the YAML subset the fast reader takes: its objects are the
+    /// ones the thorough conversion makes.
+    const PLAIN_YAML: &str = "\
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: default
+  namespace: shop
+  labels:
+    app: shop
+  annotations:
+    eventing.knative.dev/broker.class: Kafka
+    cebus.dev/broker-ttl: '10'
+spec:
+  config:
+    apiVersion: v1
+    kind: ConfigMap
+    name: kafka
+  delivery:
+    retry: 5
+    backoffPolicy: exponential
+    backoffDelay: PT0.2S
+    deadLetterSink:
+      uri: http://dls.example/
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: kafka
+  namespace: shop
+data:
+  bootstrap.servers: \"127.0.0.1:9092\"
+  default.topic.partitions: \"3\"
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata:
+  name: orders
+  namespace: shop
+  uid: b10e4a8f
+spec:
+  broker: default
+  filter:
+    attributes:
+      type: dev.knative.order.created
+      source: ''
+  filters:
+  - exact:
+      type: dev.knative.order.created
+  - any:
+    - prefix:
+        source: /shop/
+    - not:
+        suffix:
+          subject: .tmp
+    - all:
+      - cesql: \"type = 'x' AND subject LIKE 'vip-%'\"
+  subscriber:
+    ref:
+      apiVersion: serving.knative.dev/v1
+      kind: Service
+      name: order-handler
+    uri: /events
+  delivery:
+    retry: 3
+    timeout: PT10S
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: token
+stringData:
+  token: s3cret
+---
+apiVersion: sources.knative.dev/v1
+kind: PingSource
+metadata:
+  name: ping
+spec:
+  schedule: '*/1 * * * *'
+  contentType: application/json
+  data: '{\"a\": 1}'
+  sink:
+    ref:
+      apiVersion: eventing.knative.dev/v1
+      kind: Broker
+      name: default
+  ceOverrides:
+    extensions:
+      team: shop
+---
+apiVersion: sources.knative.dev/v1beta1
+kind: KafkaSource
+metadata:
+  name: orders
+spec:
+  consumerGroup: g
+  bootstrapServers:
+  - my-cluster-kafka-bootstrap.kafka:9092
+  topics:
+  - orders
+  initialOffset: earliest
+  sink:
+    uri: http://x/
+";
+
+    #[test]
+    fn fast_and_thorough_conversions_agree() {
+        let nodes = crate::yaml::parse_plain(PLAIN_YAML).expect("the fast reader takes it");
+        assert_eq!(nodes.len(), 6);
+        for (doc, node) in nodes.iter().enumerate() {
+            let fast = load_node(&path(), doc, node).expect("the fast conversion takes it");
+            let thorough = load_doc(&path(), doc, node.to_value()).expect("valid");
+            assert_eq!(fast, thorough, "document {doc}");
+        }
+        let config = Config::from_objects(load_str(&path(), PLAIN_YAML).unwrap());
+        assert_eq!(config.triggers[0].object.spec.filters[1].any.len(), 3);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::channel_template::{is_channel_based_broker, parse_channel_template};
 use crate::duration::parse_iso8601;
-use crate::error::{ConfigError, FieldPath};
+use crate::error::{ConfigError, FieldPath, object_label};
 use crate::kafka::{
     DELIVERY_ORDER_ANNOTATION, KAFKA_BROKER_CLASS, parse_delivery_order, parse_kafka_config,
 };
@@ -31,7 +31,15 @@ pub const CESQL_EMPTY: &str =
 /// Checks the whole config; returns every problem found (empty when valid).
 pub fn validate(config: &Config) -> Vec<ConfigError> {
     let mut errors = Vec::new();
-    let mut seen = HashMap::new();
+    let objects = config.brokers.len()
+        + config.triggers.len()
+        + config.config_maps.len()
+        + config.secrets.len()
+        + config.ping_sources.len()
+        + config.container_sources.len()
+        + config.webhook_sources.len()
+        + config.kafka_sources.len();
+    let mut seen = HashMap::with_capacity(objects);
     let nats_maps = nats_config_maps(config);
     let kafka_maps = config_maps_of(config, is_kafka_broker);
     for b in &config.brokers {
@@ -192,13 +200,15 @@ fn is_header_name(s: &str) -> bool {
 struct Cx<'a> {
     file: &'a Path,
     doc: usize,
-    /// `Kind ns/name`; `None` while the name is empty (the document number locates it).
-    label: Option<String>,
+    /// Kind, namespace and name, for the `Kind ns/name` label (built only for an
+    /// error: most objects have none); `None` while the name is empty (the
+    /// document number locates it).
+    object: Option<(&'static str, &'a str, &'a str)>,
     errors: &'a mut Vec<ConfigError>,
 }
 
 /// First definition of each `(kind, namespace, name)`: file and document.
-type Seen<'a> = HashMap<(&'static str, String, String), (&'a Path, usize)>;
+type Seen<'a> = HashMap<(&'static str, &'a str, &'a str), (&'a Path, usize)>;
 
 fn root() -> FieldPath {
     FieldPath::root()
@@ -206,20 +216,24 @@ fn root() -> FieldPath {
 
 impl<'a> Cx<'a> {
     fn new<T: Resource>(o: &'a Located<T>, errors: &'a mut Vec<ConfigError>) -> Self {
-        let label = (!o.object.metadata().name.is_empty()).then(|| o.label());
+        let meta = o.object.metadata();
+        let object = (!meta.name.is_empty()).then(|| (T::KIND, meta.namespace(), &*meta.name));
         Cx {
             file: &o.file,
             doc: o.doc,
-            label,
+            object,
             errors,
         }
     }
 
     fn err(&mut self, field: FieldPath, message: impl Into<String>) {
+        let label = self
+            .object
+            .map(|(kind, namespace, name)| object_label(kind, namespace, name));
         self.errors.push(
             ConfigError::file(self.file, message)
                 .with_doc(self.doc)
-                .with_object(self.label.clone())
+                .with_object(label)
                 .with_field(field),
         );
     }
@@ -262,7 +276,7 @@ impl<'a> Cx<'a> {
         if meta.name.is_empty() {
             return;
         }
-        let key = (T::KIND, meta.namespace().to_owned(), meta.name.clone());
+        let key = (T::KIND, meta.namespace(), meta.name.as_str());
         if let Some((file, doc)) = seen.get(&key) {
             self.err(
                 root().key("metadata").key("name"),
@@ -421,10 +435,9 @@ impl<'a> Cx<'a> {
         }
         self.destination(&t.spec.subscriber, spec.key("subscriber"));
         if let Some(filter) = &t.spec.filter {
-            let path = spec.key("filter").key("attributes");
             for name in filter.attributes.keys() {
                 // Values may be "": the attribute must then exist and be non-empty.
-                self.attribute_name(name, path.key(name));
+                self.attribute_name(name, || spec.key("filter").key("attributes").key(name));
             }
         }
         let path = spec.key("filters");
@@ -477,6 +490,9 @@ impl<'a> Cx<'a> {
             ("prefix", &f.prefix),
             ("suffix", &f.suffix),
         ] {
+            if map.is_empty() {
+                continue;
+            }
             let path = path.key(dialect);
             if map.len() > 1 {
                 self.err(
@@ -489,11 +505,10 @@ impl<'a> Cx<'a> {
                 );
             }
             for (name, value) in map {
-                let at = path.key(name);
-                self.attribute_name(name, at.clone());
+                self.attribute_name(name, || path.key(name));
                 if value.is_empty() {
                     self.err(
-                        at,
+                        path.key(name),
                         format!("{dialect} value for {name:?} must not be empty"),
                     );
                 }
@@ -504,12 +519,13 @@ impl<'a> Cx<'a> {
         }
     }
 
-    fn attribute_name(&mut self, name: &str, at: FieldPath) {
+    /// Checks an attribute name; `at` builds its path, only for an error.
+    fn attribute_name(&mut self, name: &str, at: impl FnOnce() -> FieldPath) {
         if name.is_empty() {
-            self.err(at, "attribute name must not be empty");
+            self.err(at(), "attribute name must not be empty");
         } else if !is_attribute_name(name) {
             self.err(
-                at,
+                at(),
                 format!(
                     "{name:?} is not a CloudEvents attribute name (lowercase letters and \
                      digits only)"
@@ -653,7 +669,7 @@ impl Cx<'_> {
                 format!("{name:?} is a core CloudEvents attribute; only extensions can be set"),
             );
         } else {
-            self.attribute_name(name, at);
+            self.attribute_name(name, || at);
         }
     }
 
