@@ -12,10 +12,10 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::config::{Config, Located};
 use crate::duration::parse_iso8601;
 use crate::error::{ConfigError, FieldPath};
 use crate::kafka::{KafkaBrokerConfig, check_server};
-use crate::load::{Config, Located};
 use crate::nats::{
     DEFAULT_DUPLICATE_WINDOW, NatsBrokerConfig, NatsClientCert, NatsCredentials, NatsKeys,
     NatsStorageKind, NatsTls, cert_problem, check_url, creds_problem, key_problem,

@@ -3,6 +3,7 @@
 //! thin `load_path`, which reads files).
 
 pub mod channel_template;
+pub mod config;
 pub mod duration;
 pub mod error;
 pub mod kafka;

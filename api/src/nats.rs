@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
+use crate::config::Config;
 use crate::duration::parse_iso8601;
 use crate::error::FieldPath;
-use crate::load::Config;
 use crate::types::ConfigMap;
 
 /// The broker class whose events live in a NATS JetStream stream.

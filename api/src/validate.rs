@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::channel_template::{is_channel_based_broker, parse_channel_template};
+use crate::config::{Config, Located};
 use crate::duration::parse_iso8601;
 use crate::error::{ConfigError, FieldPath, object_label};
 use crate::kafka::{
     DELIVERY_ORDER_ANNOTATION, KAFKA_BROKER_CLASS, parse_delivery_order, parse_kafka_config,
 };
-use crate::load::{Config, Located};
 use crate::nats::{NATS_BROKER_CLASS, parse_nats_config};
 use crate::resolve::{has_scheme, is_absolute_http};
 use crate::types::{

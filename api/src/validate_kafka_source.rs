@@ -3,7 +3,7 @@
 //! `ceOverrides`.
 
 use super::{Cx, Seen, root};
-use crate::load::Config;
+use crate::config::Config;
 use crate::types::{KafkaSource, Resource};
 
 /// Longest Kafka topic name the brokers accept.

@@ -61,6 +61,19 @@ impl<'a> Node<'a> {
     }
 }
 
+/// The YAML parser's budget. Its defaults (1,024 documents, 250,000 nodes) guard
+/// untrusted input, but a broker with thousands of triggers in one file is a
+/// normal config; these limits still stop alias bombs and runaway input.
+pub(crate) fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_documents: 1_000_000,
+            max_nodes: 50_000_000,
+            max_events: 200_000_000,
+        },
+    }
+}
+
 /// One line with content: its indentation and its text after it.
 #[derive(Debug, Clone, Copy)]
 struct Line<'a> {
@@ -347,8 +360,7 @@ mod tests {
 
     /// What serde-saphyr makes of `text`, with the loader's options.
     fn saphyr(text: &str) -> Result<Vec<Value>, String> {
-        serde_saphyr::from_multiple_with_options(text, crate::load::yaml_options())
-            .map_err(|e| e.to_string())
+        serde_saphyr::from_multiple_with_options(text, yaml_options()).map_err(|e| e.to_string())
     }
 
     /// The fast path either declines or agrees with serde-saphyr exactly.
