@@ -115,8 +115,7 @@ pub fn broker_channel_template(
         .filter(|n| !n.is_empty())
         .unwrap_or(ns);
     let Some(cm) = config.config_map(cm_ns, &r.name) else {
-        return Err(vec![located(
-            broker,
+        return Err(vec![broker.error(
             FieldPath::root().key("spec").key("config"),
             format!("ConfigMap {cm_ns}/{} is not defined", r.name),
         )]);
@@ -143,21 +142,20 @@ pub fn parse_channel_template(
         // eventing-natss' own example spells the key this way; Knative's
         // channel-based broker would not read it, so neither does cebus.
         if cm.object.data.contains_key("channelTemplateSpec") {
-            return Err(vec![located(
-                cm,
+            return Err(vec![cm.error(
                 FieldPath::root().key("data").key("channelTemplateSpec"),
                 format!("the key of a channel template is {CHANNEL_TEMPLATE_KEY}"),
             )]);
         }
         return Ok(ChannelTemplate::InMemory);
     };
-    let doc = parse_yaml(text, "the template").map_err(|m| vec![located(cm, at.clone(), m)])?;
+    let doc = parse_yaml(text, "the template").map_err(|m| vec![cm.error(at.clone(), m)])?;
     let mut problems = Problems::default();
     let template = read_template(doc, &at, config, &mut problems);
     let mut errors: Vec<ConfigError> = problems
         .here
         .into_iter()
-        .map(|(field, message)| located(cm, field, message))
+        .map(|(field, message)| cm.error(field, message))
         .collect();
     errors.extend(problems.elsewhere);
     match template {
@@ -436,7 +434,7 @@ fn kafka_servers(at: &FieldPath, config: &Config, problems: &mut Problems) -> Op
         } else {
             format!("unknown key {key:?}; the only key is {BOOTSTRAP_SERVERS}")
         };
-        problems.elsewhere.push(located(sys, key_at(key), message));
+        problems.elsewhere.push(sys.error(key_at(key), message));
     }
     let list = sys
         .object
@@ -445,8 +443,7 @@ fn kafka_servers(at: &FieldPath, config: &Config, problems: &mut Problems) -> Op
         .map(|v| v.trim())
         .unwrap_or_default();
     if list.is_empty() {
-        problems.elsewhere.push(located(
-            sys,
+        problems.elsewhere.push(sys.error(
             key_at(BOOTSTRAP_SERVERS),
             "required: one or more comma-separated host:port, e.g. 127.0.0.1:9092",
         ));
@@ -455,7 +452,7 @@ fn kafka_servers(at: &FieldPath, config: &Config, problems: &mut Problems) -> Op
         if let Some(e) = check_server(server) {
             problems
                 .elsewhere
-                .push(located(sys, key_at(BOOTSTRAP_SERVERS), e));
+                .push(sys.error(key_at(BOOTSTRAP_SERVERS), e));
         }
     }
     (problems.elsewhere.len() == before).then(|| {
@@ -715,7 +712,7 @@ fn nats_connection(
     problems.elsewhere.extend(
         errors
             .into_iter()
-            .map(|(field, message)| located(sys, field, message)),
+            .map(|(field, message)| sys.error(field, message)),
     );
     ok.then_some((servers, credentials, tls))
 }
@@ -1052,18 +1049,6 @@ fn parse_go_duration(s: &str) -> Result<Duration, String> {
     let secs = u64::try_from(nanos / 1_000_000_000)
         .map_err(|_| format!("{s:?}: duration is too large"))?;
     Ok(Duration::new(secs, (nanos % 1_000_000_000) as u32))
-}
-
-/// A [`ConfigError`] at `field` of object `loc`.
-fn located<T: crate::types::Resource>(
-    loc: &Located<T>,
-    field: FieldPath,
-    message: impl Into<String>,
-) -> ConfigError {
-    ConfigError::file(&loc.file, message)
-        .with_doc(loc.doc)
-        .with_object(Some(loc.label()))
-        .with_field(field)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::object_label;
+use crate::error::{ConfigError, object_label};
 use crate::types::{
     Broker, ConfigMap, ContainerSource, KafkaSource, ObjectMeta, PingSource, Resource, Secret,
     Trigger, WebhookSource,
@@ -25,6 +25,14 @@ impl<T: Resource> Located<T> {
     pub fn label(&self) -> String {
         let meta = self.object.metadata();
         object_label(T::KIND, meta.namespace(), &meta.name)
+    }
+
+    /// A [`ConfigError`] at `field` of this object: its file, document and label.
+    pub fn error(&self, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::file(&self.file, message)
+            .with_doc(self.doc)
+            .with_object(Some(self.label()))
+            .with_field(field)
     }
 }
 
