@@ -167,3 +167,69 @@ pub struct SourceStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ce_attributes: Vec<CloudEventAttributes>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn trigger_status_uses_knatives_field_names() {
+        let status = TriggerStatus {
+            observed_generation: Some(2),
+            conditions: vec![Condition {
+                condition_type: "Ready".into(),
+                status: "True".into(),
+                ..Condition::default()
+            }],
+            subscriber_uri: Some("http://s".into()),
+            subscriber_ca_certs: Some("pem".into()),
+            dead_letter_sink_ca_certs: Some("pem2".into()),
+            ..TriggerStatus::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&status).unwrap(),
+            json!({
+                "observedGeneration": 2,
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "subscriberUri": "http://s",
+                "subscriberCACerts": "pem",
+                "deadLetterSinkCACerts": "pem2"
+            })
+        );
+    }
+
+    #[test]
+    fn broker_and_source_status_use_knatives_field_names() {
+        let broker = BrokerStatus {
+            address: Some(Addressable {
+                url: Some("http://b".into()),
+                ca_certs: Some("pem".into()),
+                ..Addressable::default()
+            }),
+            dead_letter_sink_ca_certs: Some("pem".into()),
+            ..BrokerStatus::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&broker).unwrap(),
+            json!({"address": {"url": "http://b", "CACerts": "pem"}, "deadLetterSinkCACerts": "pem"})
+        );
+        let source = SourceStatus {
+            sink_uri: Some("http://k".into()),
+            sink_ca_certs: Some("pem".into()),
+            ce_attributes: vec![CloudEventAttributes {
+                event_type: Some("dev.knative.sources.ping".into()),
+                source: Some("/apis/v1/namespaces/ns/pingsources/p".into()),
+            }],
+            ..SourceStatus::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&source).unwrap(),
+            json!({
+                "sinkUri": "http://k",
+                "sinkCACerts": "pem",
+                "ceAttributes": [{"type": "dev.knative.sources.ping", "source": "/apis/v1/namespaces/ns/pingsources/p"}]
+            })
+        );
+    }
+}
