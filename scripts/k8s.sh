@@ -223,10 +223,10 @@ EOF
 }
 
 kill_pid() {
-    local pid="$1" i
+    local pid="$1"
     pid_alive "$pid" || return 0
     kill "$pid" 2>/dev/null || true
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         pid_alive "$pid" || return 0
         sleep 0.1
     done
@@ -341,11 +341,14 @@ launch_apiserver() {
     say "starting kube-apiserver v$KUBE_VERSION on https://127.0.0.1:$APISERVER_PORT"
     # No kubelet and no controller-manager: the ServiceAccount admission plugin would
     # reject every Pod-bearing object of a namespace without its default
-    # ServiceAccount, which only the controller-manager creates.
+    # ServiceAccount, which only the controller-manager creates. No endpoint
+    # reconciler: it refuses a loopback advertise address, and nothing here needs
+    # the `kubernetes` Service's endpoints.
     setsid nohup "$bin/kube-apiserver" \
         --etcd-servers "http://127.0.0.1:$STORE_PORT" \
         --bind-address 127.0.0.1 \
         --advertise-address 127.0.0.1 \
+        --endpoint-reconciler-type none \
         --secure-port "$APISERVER_PORT" \
         --tls-cert-file "$state/pki/apiserver.crt" \
         --tls-private-key-file "$state/pki/apiserver.key" \
