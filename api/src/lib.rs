@@ -24,7 +24,10 @@ pub use kafka::{
     DELIVERY_ORDER_ANNOTATION, DeliveryOrder, KAFKA_BROKER_CLASS, KafkaBrokerConfig,
     delivery_order, parse_kafka_config,
 };
-pub use load::{Config, Located, Object, load_and_validate, load_path, load_sources, load_str};
+pub use load::{
+    Config, ConfigFiles, Located, Object, load_and_validate, load_files, load_path, load_sources,
+    load_str, read_path,
+};
 pub use nats::{
     NATS_BROKER_CLASS, NatsBrokerConfig, NatsClientCert, NatsCredentials, NatsKeys,
     NatsStorageKind, NatsTls, parse_nats_config,

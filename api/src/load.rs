@@ -96,19 +96,49 @@ pub fn load_sources(
 /// Loads a file, or every `*.yaml`/`*.yml` file of a directory (sorted by name, not
 /// recursive). Does not validate; see [`load_and_validate`].
 pub fn load_path(path: &Path) -> Result<Config, Vec<ConfigError>> {
+    load_files(read_path(path))
+}
+
+/// Config files as read from disk, not yet parsed: the text of each file that
+/// could be read, and an error for each that could not (or for the folder).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigFiles {
+    /// Each readable file and its text, sorted by file name.
+    pub texts: Vec<(PathBuf, String)>,
+    /// Why a file or the folder could not be read.
+    pub errors: Vec<ConfigError>,
+}
+
+/// Reads the config files at `path` — the file itself, or every `*.yaml`/`*.yml`
+/// regular file of a directory, sorted by name, not recursive — without parsing
+/// them; [`load_files`] parses what this read. The only I/O of [`load_path`].
+pub fn read_path(path: &Path) -> ConfigFiles {
     let read = |file: &Path| {
         std::fs::read_to_string(file)
             .map_err(|e| ConfigError::file(file, format!("cannot read: {e}")))
     };
+    let failed = |e: ConfigError| ConfigFiles {
+        texts: Vec::new(),
+        errors: vec![e],
+    };
     if !path.is_dir() {
-        return load_sources([(path.to_path_buf(), read(path).map_err(|e| vec![e])?)]);
+        return match read(path) {
+            Ok(text) => ConfigFiles {
+                texts: vec![(path.to_path_buf(), text)],
+                errors: Vec::new(),
+            },
+            Err(e) => failed(e),
+        };
     }
-    let entries = std::fs::read_dir(path).map_err(|e| {
-        vec![ConfigError::file(
-            path,
-            format!("cannot read directory: {e}"),
-        )]
-    })?;
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(e) => {
+            return failed(ConfigError::file(
+                path,
+                format!("cannot read directory: {e}"),
+            ));
+        }
+    };
     let mut files: Vec<PathBuf> = entries
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|p| {
@@ -119,20 +149,29 @@ pub fn load_path(path: &Path) -> Result<Config, Vec<ConfigError>> {
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err(vec![ConfigError::file(
+        return failed(ConfigError::file(
             path,
             "directory has no *.yaml or *.yml files",
-        )]);
+        ));
     }
-    let mut sources = Vec::with_capacity(files.len());
-    let mut errors = Vec::new();
+    let mut read_files = ConfigFiles::default();
     for file in files {
         match read(&file) {
-            Ok(text) => sources.push((file, text)),
-            Err(e) => errors.push(e),
+            Ok(text) => read_files.texts.push((file, text)),
+            Err(e) => read_files.errors.push(e),
         }
     }
-    match load_sources(sources) {
+    read_files
+}
+
+/// Parses files [`read_path`] read: a config, or every error (those of reading
+/// first). Pure.
+pub fn load_files(files: ConfigFiles) -> Result<Config, Vec<ConfigError>> {
+    let ConfigFiles { texts, mut errors } = files;
+    if texts.is_empty() && !errors.is_empty() {
+        return Err(errors);
+    }
+    match load_sources(texts) {
         Ok(config) if errors.is_empty() => Ok(config),
         Ok(_) => Err(errors),
         Err(e) => {
