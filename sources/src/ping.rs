@@ -124,7 +124,7 @@ pub async fn run(plan: Arc<PingPlan>, cx: PingContext, cancel: CancellationToken
         .map(|d| plan.state_file(d));
     let mut after = cx.clock.now();
     if let (Some(max), Some(file)) = (plan.catch_up, &state) {
-        if let Some(last) = read_last(file) {
+        if let Some(last) = on_blocking_pool(file, read_last).await.flatten() {
             let missed = plan.schedule.missed(last, after, max as usize);
             if !missed.is_empty() {
                 tracing::info!(pingsource = %key, ticks = missed.len(), "replaying ticks missed while stopped");
@@ -135,7 +135,7 @@ pub async fn run(plan: Arc<PingPlan>, cx: PingContext, cancel: CancellationToken
                 dispatch(&plan, &cx, &in_flight, event, &key);
             }
         }
-        write_last(file, after);
+        on_blocking_pool(file, move |f| write_last(f, after)).await;
     }
     loop {
         let Some(next) = plan.schedule.next_after(after) else {
@@ -150,7 +150,7 @@ pub async fn run(plan: Arc<PingPlan>, cx: PingContext, cancel: CancellationToken
         let event = plan.event(&uuid::Uuid::new_v4().to_string(), now);
         dispatch(&plan, &cx, &in_flight, event, &key);
         if let Some(file) = &state {
-            write_last(file, next);
+            on_blocking_pool(file, move |f| write_last(f, next)).await;
         }
         // Ticks that passed while this one was late (the process was paused) are
         // not fired in a burst; the schedule resumes from now.
@@ -184,6 +184,22 @@ fn dispatch(
         }
         drop(permit);
     });
+}
+
+/// Runs file I/O on `file` on tokio's blocking pool, off the async threads.
+/// `None` if it panicked (logged).
+async fn on_blocking_pool<T: Send + 'static>(
+    file: &std::path::Path,
+    io: impl FnOnce(&std::path::Path) -> T + Send + 'static,
+) -> Option<T> {
+    let file = file.to_owned();
+    match tokio::task::spawn_blocking(move || io(&file)).await {
+        Ok(value) => Some(value),
+        Err(e) => {
+            tracing::warn!(error = %e, "PingSource state file I/O failed");
+            None
+        }
+    }
 }
 
 fn read_last(file: &std::path::Path) -> Option<Timestamp> {
