@@ -3,11 +3,13 @@
 //! reads a channel), follow (triggers that leave it for a cursor), trigger
 //! (slots, ordered lanes), ack, deliver (attempts, retries, dead-letter sink,
 //! replies, the connection pool) and the port through which replies and
-//! sources hand events in; plus the plan and the server (config reload).
+//! sources hand events in; plus the plan, the control side (config sources,
+//! admission, reload) and the server.
 
 mod ack;
 pub mod broker;
 mod channel;
+pub mod control;
 pub mod deliver;
 mod fanout;
 mod follow;
@@ -25,8 +27,7 @@ mod testkit;
 pub mod time;
 mod trigger;
 
+pub use control::{ConfigSource, Extension, FileSource, Reload, load_plan};
 pub use limits::Limits;
 pub use plan::{Plan, PlanOptions};
-pub use server::{
-    DEFAULT_MAX_CONNECTIONS, Extension, Reload, Server, ServerOptions, StartError, load_plan,
-};
+pub use server::{DEFAULT_MAX_CONNECTIONS, Server, ServerOptions, StartError};

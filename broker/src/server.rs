@@ -1,10 +1,8 @@
 //! The whole data plane in one object: bind the ingress, apply the config, watch
 //! it for changes, and shut down by draining in-flight deliveries.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,10 +11,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::control::{Applier, ConfigSource, FileSource};
+pub use crate::control::{Extension, Reload, check, load_plan};
 use crate::ingress::{self, Ingress};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::plan::{Plan, PlanOptions, plan};
+use crate::plan::PlanOptions;
 use crate::registry::Registry;
 use crate::shared::Shared;
 
@@ -29,27 +29,13 @@ impl std::fmt::Debug for Server {
     }
 }
 
-/// Something that runs beside the brokers from the same config — sources, for
-/// example. The server checks it with every config, applies it after the brokers,
-/// serves its routes on the main listener and stops it on shutdown.
-pub trait Extension: Send + Sync + 'static {
-    /// Extra checks of a planned config; any error rejects the config (at start:
-    /// the server does not start; on reload: the last good config stays).
-    fn check(&self, plan: &Plan) -> Vec<ConfigError>;
-    /// Routes served on the main listener, e.g. `/webhooks/{namespace}/{name}`.
-    fn routes(&self, registry: Arc<Registry>) -> axum::Router;
-    /// Applies a checked config; `registry` reaches the running brokers.
-    fn apply(&self, plan: &Plan, registry: &Arc<Registry>);
-    /// Stops whatever the extension runs (called before brokers drain).
-    fn stop(&self);
-}
-
 /// How `cebus run` is configured.
 #[derive(Clone)]
 pub struct ServerOptions {
     /// Listen address (`127.0.0.1:0` picks a free port).
     pub addr: SocketAddr,
-    /// A YAML file or a directory of them.
+    /// A YAML file or a directory of them: the config of [`Server::start`]
+    /// (file mode); [`Server::start_with`] takes its config from a source.
     pub config_path: PathBuf,
     /// Default largest request body per broker.
     pub max_event_size: usize,
@@ -62,7 +48,7 @@ pub struct ServerOptions {
     pub ingress_threads: usize,
     /// Data-plane limits.
     pub limits: Limits,
-    /// How often the config is checked for changes.
+    /// How often the config files are checked for changes (file mode).
     pub reload_interval: Duration,
     /// Extensions started with the brokers.
     pub extensions: Vec<Arc<dyn Extension>>,
@@ -130,26 +116,6 @@ pub fn format_errors(errors: &[ConfigError]) -> String {
         .join("\n")
 }
 
-/// Loads, validates and plans the config at `path`.
-pub fn load_plan(path: &Path, opts: &PlanOptions) -> Result<Plan, Vec<ConfigError>> {
-    let config = cebus_api::load_path(path)?;
-    let errors = cebus_api::validate(&config);
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    plan(&config, opts)
-}
-
-/// Runs every extension's checks; all their errors, or `Ok`.
-pub fn check(plan: &Plan, extensions: &[Arc<dyn Extension>]) -> Result<(), Vec<ConfigError>> {
-    let errors: Vec<ConfigError> = extensions.iter().flat_map(|e| e.check(plan)).collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
-    }
-}
-
 /// A running cebus data plane.
 pub struct Server {
     local_addr: SocketAddr,
@@ -197,22 +163,20 @@ impl IngressThreads {
     }
 }
 
-/// Asks a running server to read its config now rather than at the next poll
-/// (what `cebus run` does on SIGHUP). Cheap to clone.
-#[derive(Debug, Clone, Default)]
-pub struct Reload(Arc<tokio::sync::Notify>);
-
-impl Reload {
-    /// Reads the config again now, changed or not. A request made while a
-    /// reload runs gives one more reload after it.
-    pub fn now(&self) {
-        self.0.notify_one();
-    }
-}
-
 impl Server {
-    /// Binds, applies the config (errors stop the start) and serves.
+    /// Binds, applies the config of the files at `opts.config_path` (errors stop
+    /// the start), serves, and applies each change to the files.
     pub async fn start(opts: ServerOptions) -> Result<Server, StartError> {
+        let source = FileSource::new(opts.config_path.clone(), opts.reload_interval);
+        Server::start_with(opts, source).await
+    }
+
+    /// Binds, applies the first config of `source` (errors stop the start),
+    /// serves, and applies every config `source` yields next.
+    pub async fn start_with<S: ConfigSource>(
+        opts: ServerOptions,
+        mut source: S,
+    ) -> Result<Server, StartError> {
         let listener = TcpListener::bind(opts.addr)
             .await
             .map_err(|source| StartError::Bind {
@@ -227,12 +191,11 @@ impl Server {
             ingress_base: format!("http://{local_addr}"),
             max_event_size: opts.max_event_size,
         };
-        // Fingerprint before loading: an edit that lands between the two is seen as
-        // a change by the watcher (and applied), never missed.
-        let seen = fingerprint(&opts.config_path);
-        let first = load_plan(&opts.config_path, &plan_opts)
-            .and_then(|plan| check(&plan, &opts.extensions).map(|()| plan))
-            .map_err(StartError::Config)?;
+        let first = source.first().await.map_err(StartError::Config)?;
+        let (first, report) = crate::control::admit(first, &plan_opts, &opts.extensions);
+        let Some(first) = first else {
+            return Err(StartError::Config(report.errors));
+        };
 
         // One TLS stack for the process: rustls with ring (a no-op if the binary
         // already installed it).
@@ -251,10 +214,13 @@ impl Server {
             limits: opts.limits.clone(),
         });
         let registry = Arc::new(Registry::new(shared));
-        registry.apply(&first);
-        for ext in &opts.extensions {
-            ext.apply(&first, &registry);
-        }
+        let applier = Applier {
+            opts: plan_opts,
+            registry: registry.clone(),
+            extensions: opts.extensions.clone(),
+        };
+        applier.apply(&first);
+        source.report(report).await;
 
         let stop_accepting = CancellationToken::new();
         let http = TaskTracker::new();
@@ -275,19 +241,8 @@ impl Server {
             token,
             threads.handles.clone(),
         ));
-        let reload = Reload::default();
-        http.spawn(watch(
-            opts.config_path.clone(),
-            seen,
-            plan_opts,
-            Triggers {
-                every: opts.reload_interval,
-                now: reload.clone(),
-                stop: stop_accepting.clone(),
-            },
-            registry.clone(),
-            opts.extensions.clone(),
-        ));
+        let reload = source.reloader();
+        http.spawn(crate::control::run(source, applier, stop_accepting.clone()));
         http.close();
         Ok(Server {
             local_addr,
@@ -343,135 +298,5 @@ impl Server {
             );
         }
         drained
-    }
-}
-
-/// Config files: the file itself, or the `*.yaml`/`*.yml` regular files of a
-/// directory (the loader's selection), sorted.
-fn config_files(path: &Path) -> Option<Vec<PathBuf>> {
-    if !path.is_dir() {
-        return Some(vec![path.to_owned()]);
-    }
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(path).ok()? {
-        let p = entry.ok()?.path();
-        // Regular files only, so a folder named `x.yaml` cannot break the watch.
-        if p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
-            files.push(p);
-        }
-    }
-    files.sort();
-    Some(files)
-}
-
-/// What the watcher compares between polls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Fingerprint {
-    /// Names, sizes, inodes and modification times: cheap, checked every poll.
-    meta: Option<u64>,
-    /// Names and contents: read every [`CONTENT_EVERY`] polls, for the rare edit
-    /// that keeps size and timestamp.
-    content: Option<u64>,
-}
-
-/// Every how many polls the contents are hashed too.
-const CONTENT_EVERY: u32 = 10;
-
-fn meta_fingerprint(path: &Path) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
-    let mut h = DefaultHasher::new();
-    for f in config_files(path)? {
-        f.hash(&mut h);
-        // A file that vanished mid-listing or cannot be read still counts, by name;
-        // the loader reports why.
-        if let Ok(m) = std::fs::metadata(&f) {
-            (m.len(), m.ino(), m.mtime(), m.mtime_nsec()).hash(&mut h);
-        }
-    }
-    Some(h.finish())
-}
-
-fn content_fingerprint(path: &Path) -> Option<u64> {
-    let mut h = DefaultHasher::new();
-    for f in config_files(path)? {
-        f.hash(&mut h);
-        std::fs::read(&f).unwrap_or_default().hash(&mut h);
-    }
-    Some(h.finish())
-}
-
-/// Both fingerprints of the config at `path`.
-fn fingerprint(path: &Path) -> Fingerprint {
-    Fingerprint {
-        meta: meta_fingerprint(path),
-        content: content_fingerprint(path),
-    }
-}
-
-/// When the watcher looks at the config.
-struct Triggers {
-    /// The poll interval.
-    every: Duration,
-    /// Asked to read it now ([`Reload`]).
-    now: Reload,
-    /// Stops the watcher.
-    stop: CancellationToken,
-}
-
-/// Polls the config and applies changes, and reads it at once when asked to
-/// ([`Reload`]); a bad edit is reported and the last good config stays. Polling
-/// (not inotify) works the same on every filesystem, including editors that
-/// replace files and Kubernetes ConfigMap volumes.
-async fn watch(
-    path: PathBuf,
-    mut last: Fingerprint,
-    opts: PlanOptions,
-    when: Triggers,
-    registry: Arc<Registry>,
-    extensions: Vec<Arc<dyn Extension>>,
-) {
-    let mut ticker = tokio::time::interval(when.every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut polls: u32 = 0;
-    loop {
-        let asked = tokio::select! {
-            _ = when.stop.cancelled() => return,
-            _ = when.now.0.notified() => true,
-            _ = ticker.tick() => false,
-        };
-        polls = polls.wrapping_add(1);
-        let meta = meta_fingerprint(&path);
-        let changed = if asked || meta != last.meta {
-            true
-        } else if polls.is_multiple_of(CONTENT_EVERY) {
-            content_fingerprint(&path) != last.content
-        } else {
-            false
-        };
-        if !changed {
-            continue;
-        }
-        last = fingerprint(&path);
-        let (p, o) = (path.clone(), opts.clone());
-        let exts = extensions.clone();
-        let planned = tokio::task::spawn_blocking(move || {
-            load_plan(&p, &o).and_then(|plan| check(&plan, &exts).map(|()| plan))
-        })
-        .await;
-        match planned {
-            Ok(Ok(plan)) => {
-                registry.apply(&plan);
-                for ext in &extensions {
-                    ext.apply(&plan, &registry);
-                }
-                tracing::info!(path = %path.display(), "config reloaded");
-            }
-            Ok(Err(errors)) => {
-                for e in &errors {
-                    tracing::error!(error = %e, "config reload rejected; keeping the last good config");
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "config reload failed"),
-        }
     }
 }
