@@ -9,7 +9,7 @@
 //! redelivers, never loses: at-least-once.
 
 use prometheus_client::metrics::counter::Counter;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,9 +17,9 @@ use base64::Engine as _;
 use bytes::Bytes;
 use cebus_api::{KafkaInitialOffset, KafkaOrdering};
 use cebus_channels::kafka::binding::{self as binding, KafkaRecord};
+use cebus_channels::kafka::{CommitTracker, client_config, consumer_settings};
 use cebus_events::{Event, attr};
 use jiff::Timestamp;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
@@ -53,8 +53,9 @@ pub const AUTO_COMMIT_INTERVAL_MS: u32 = 1000;
 /// buffered record (backpressure), and rejoining would redeliver them.
 pub const MAX_POLL_INTERVAL_MS: u32 = 3_600_000;
 /// A consumer that stopped heartbeating (crashed) is dropped from its group after
-/// this long, so a restarted cebus gets its partitions back quickly.
-pub const SESSION_TIMEOUT_MS: u32 = 10_000;
+/// this long (every cebus consumer's), so a restarted cebus gets its partitions
+/// back quickly.
+pub use cebus_channels::kafka::SESSION_TIMEOUT_MS;
 
 /// `source` of a wrapped record's event (Knative's).
 pub fn kafka_source_attr(namespace: &str, name: &str, topic: &str) -> String {
@@ -180,26 +181,22 @@ impl KafkaPlan {
 
     /// The librdkafka settings of this source's consumer.
     pub fn client_settings(&self) -> Vec<(&'static str, String)> {
-        let reset = offset_name(self.initial_offset);
-        vec![
-            ("bootstrap.servers", self.bootstrap_servers.clone()),
-            ("group.id", self.group.clone()),
-            (
-                "client.id",
-                format!("cebus-kafkasource-{}-{}", self.namespace, self.name),
-            ),
-            ("auto.offset.reset", reset.to_owned()),
+        let mut c = consumer_settings(
+            &self.bootstrap_servers,
+            format!("cebus-kafkasource-{}-{}", self.namespace, self.name),
+            &self.group,
+            offset_name(self.initial_offset),
+        );
+        c.extend([
             // Commit only what `store_offsets` stored: after the sink accepted.
             ("enable.auto.commit", "true".to_owned()),
-            ("enable.auto.offset.store", "false".to_owned()),
             (
                 "auto.commit.interval.ms",
                 AUTO_COMMIT_INTERVAL_MS.to_string(),
             ),
             ("max.poll.interval.ms", MAX_POLL_INTERVAL_MS.to_string()),
-            ("session.timeout.ms", SESSION_TIMEOUT_MS.to_string()),
-            ("enable.partition.eof", "false".to_owned()),
-        ]
+        ]);
+        c
     }
 }
 
@@ -235,47 +232,6 @@ pub fn retry_delay(attempt: u32, retry_after: Option<Duration>) -> Duration {
     let shift = attempt.saturating_sub(1).min(20);
     let backoff = (RETRY_BASE * (1u32 << shift)).min(RETRY_MAX);
     retry_after.map_or(backoff, |ra| ra.min(RETRY_AFTER_MAX).max(backoff))
-}
-
-/// The commit point of one partition when records finish out of order: the next
-/// offset to consume is the lowest one not yet finished.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CommitTracker {
-    /// Offsets handed out and not finished.
-    pending: BTreeSet<i64>,
-    /// Highest finished offset.
-    highest_done: Option<i64>,
-    /// The commit point so far: the first offset started, then the last one
-    /// returned by [`CommitTracker::finish`].
-    stored: Option<i64>,
-}
-
-impl CommitTracker {
-    /// A record at `offset` was handed out.
-    pub fn start(&mut self, offset: i64) {
-        self.pending.insert(offset);
-        // Before the first record finishes, the position is that record itself.
-        self.stored.get_or_insert(offset);
-    }
-
-    /// The record at `offset` is finished; the new commit point (the next offset to
-    /// consume) when it moved forward. Offsets never started are ignored (a
-    /// partition reassigned after a rebalance may deliver a record twice).
-    pub fn finish(&mut self, offset: i64) -> Option<i64> {
-        if !self.pending.remove(&offset) {
-            return None;
-        }
-        self.highest_done = Some(self.highest_done.map_or(offset, |h| h.max(offset)));
-        let next = match self.pending.first() {
-            Some(&lowest) => lowest,
-            None => self.highest_done? + 1,
-        };
-        if self.stored.is_some_and(|s| s >= next) {
-            return None;
-        }
-        self.stored = Some(next);
-        Some(next)
-    }
 }
 
 /// Counters of one running KafkaSource (exported on `/metrics` as
@@ -442,11 +398,7 @@ async fn consume(
     cancel: &CancellationToken,
     key: &Arc<str>,
 ) -> Result<(), rdkafka::error::KafkaError> {
-    let mut config = ClientConfig::new();
-    for (k, v) in plan.client_settings() {
-        config.set(k, v);
-    }
-    let consumer: StreamConsumer = config.create()?;
+    let consumer: StreamConsumer = client_config(&plan.client_settings()).create()?;
     let topics: Vec<&str> = plan.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     tracing::info!(kafkasource = %key, topics = ?plan.topics, group = %plan.group, ordering = ?plan.ordering, "consumer subscribed");
@@ -515,7 +467,7 @@ async fn consume(
         let tp = (job.meta.topic.clone(), job.meta.partition);
         trackers
             .entry(tp.clone())
-            .or_default()
+            .or_insert_with(CommitTracker::from_stored_position)
             .start(job.meta.offset);
         match plan.ordering {
             KafkaOrdering::Unordered => {
@@ -833,40 +785,5 @@ mod tests {
             retry_delay(9, Some(Duration::from_millis(1))),
             Duration::from_millis(25600)
         );
-    }
-
-    #[test]
-    fn commit_point_is_contiguous() {
-        // (offsets started, then finished one by one, with the commit point expected
-        // after each finish)
-        type Case = (&'static [i64], &'static [(i64, Option<i64>)]);
-        let cases: &[Case] = &[
-            // In order: every finish moves the commit point.
-            (&[5, 6, 7], &[(5, Some(6)), (6, Some(7)), (7, Some(8))]),
-            // Out of order: nothing until the lowest finishes, then past all done.
-            (&[5, 6, 7], &[(7, None), (6, None), (5, Some(8))]),
-            (&[5, 6, 7], &[(6, None), (5, Some(7)), (7, Some(8))]),
-            // Unknown or repeated offsets change nothing.
-            (&[1, 2], &[(9, None), (1, Some(2)), (1, None), (2, Some(3))]),
-            // Gaps in offsets (compacted topics, transactions) are fine.
-            (&[10, 20, 30], &[(20, None), (10, Some(30)), (30, Some(31))]),
-        ];
-        for (started, finishes) in cases {
-            let mut t = CommitTracker::default();
-            for o in *started {
-                t.start(*o);
-            }
-            for (o, want) in *finishes {
-                assert_eq!(t.finish(*o), *want, "{started:?} {finishes:?} at {o}");
-            }
-        }
-        // Records keep arriving while earlier ones are in flight.
-        let mut t = CommitTracker::default();
-        t.start(0);
-        t.start(1);
-        assert_eq!(t.finish(1), None);
-        t.start(2);
-        assert_eq!(t.finish(0), Some(2));
-        assert_eq!(t.finish(2), Some(3));
     }
 }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::client::consumer_settings;
 use crate::channel::DEFAULT_TTL;
 
 /// Knative's default partition count of a broker topic.
@@ -100,20 +101,18 @@ impl KafkaSettings {
 
     /// librdkafka settings of the broker's consumer.
     pub fn consumer_config(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("bootstrap.servers", self.bootstrap_servers.clone()),
-            ("client.id", format!("cebus-{}", self.topic)),
-            ("group.id", self.group.clone()),
-            // Positions move only through the contiguous commits below.
+        // A new group starts at the beginning: events accepted before the
+        // consumer joined are delivered, not skipped.
+        let mut c = consumer_settings(
+            &self.bootstrap_servers,
+            format!("cebus-{}", self.topic),
+            &self.group,
+            "earliest",
+        );
+        c.extend([
+            // Positions move only through the contiguous commits of the
+            // consumer loop.
             ("enable.auto.commit", "false".to_owned()),
-            ("enable.auto.offset.store", "false".to_owned()),
-            // A new group starts at the beginning: events accepted before the
-            // consumer joined are delivered, not skipped.
-            ("auto.offset.reset", "earliest".to_owned()),
-            ("enable.partition.eof", "false".to_owned()),
-            // A restarted cebus gets its partitions back within this time after
-            // a crash (the old member's session must expire first).
-            ("session.timeout.ms", "10000".to_owned()),
             ("heartbeat.interval.ms", "2000".to_owned()),
             // Bound librdkafka's prefetch: the window bounds what cebus holds.
             (
@@ -127,7 +126,8 @@ impl KafkaSettings {
             ("fetch.queue.backoff.ms", "10".to_owned()),
             ("fetch.wait.max.ms", FETCH_WAIT_MAX_MS.to_string()),
             ("reconnect.backoff.max.ms", "1000".to_owned()),
-        ]
+        ]);
+        c
     }
 }
 

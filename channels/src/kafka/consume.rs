@@ -7,9 +7,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use cebus_events::time::{Precision, rfc3339};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
@@ -21,7 +22,6 @@ use super::commit::CommitTracker;
 use super::config::KafkaSettings;
 use super::record::{decode, position, split};
 use crate::channel::Record;
-use crate::durable::rfc3339_micros;
 
 /// How often the contiguous commit points are committed.
 pub const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
@@ -239,14 +239,20 @@ impl<'a> Consume<'a> {
                 .unwrap_or_default(),
             value: m.payload().map(Bytes::copy_from_slice),
         };
+        // A record without a usable timestamp arrived now.
         let arrival = m
             .timestamp()
             .to_millis()
-            .and_then(|ms| {
-                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+            .and_then(|ms| match u64::try_from(ms) {
+                Ok(after) => UNIX_EPOCH.checked_add(Duration::from_millis(after)),
+                Err(_) => UNIX_EPOCH.checked_sub(Duration::from_millis(ms.unsigned_abs())),
             })
-            .unwrap_or_else(time::OffsetDateTime::now_utc);
-        match decode(&record, self.settings.default_ttl, &rfc3339_micros(arrival)) {
+            .unwrap_or_else(SystemTime::now);
+        match decode(
+            &record,
+            self.settings.default_ttl,
+            &rfc3339(arrival, Precision::Micros),
+        ) {
             Ok(envelope) => self.overflow.push_back(Record {
                 offset: position(partition, offset),
                 partition: u32::try_from(partition).unwrap_or(0),

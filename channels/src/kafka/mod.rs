@@ -49,7 +49,7 @@ mod tests;
 
 pub use crate::durable::{TTL_HEADER, TYPED_HEADER};
 pub use channel::{KafkaChannel, RETRY_AFTER};
-pub use client::client_config;
+pub use client::{SESSION_TIMEOUT_MS, client_config, consumer_settings};
 pub use commit::CommitTracker;
 pub use config::{
     DEFAULT_DELIVERY_TIMEOUT, DEFAULT_PARTITIONS, DEFAULT_REPLICATION_FACTOR, FETCH_WAIT_MAX_MS,

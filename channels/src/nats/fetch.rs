@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::Subject;
 use async_nats::jetstream;
+use cebus_events::time::{Precision, rfc3339};
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
@@ -16,7 +17,6 @@ use super::binding::NatsMessage;
 use super::config::NatsSettings;
 use super::record::decode;
 use crate::channel::Record;
-use crate::durable::rfc3339_micros;
 
 /// After `close`, the fetch loop ends once no message came for this long and the
 /// consumer has nothing pending.
@@ -190,7 +190,10 @@ async fn take(
     read_from: Option<u64>,
 ) -> Option<Record> {
     let (seq, arrival) = match m.info() {
-        Ok(info) => (info.stream_sequence, rfc3339_micros(info.published)),
+        Ok(info) => (
+            info.stream_sequence,
+            rfc3339(info.published.into(), Precision::Micros),
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "NATS message without JetStream metadata; skipped");
             return None;
