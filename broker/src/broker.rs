@@ -142,12 +142,16 @@ impl BrokerRuntime {
                 ttl,
             });
         }
-        match &self.channel {
-            // Fanned out here, on the thread that took the events in: no hand-off
-            // to the fan-out task and back (a wake-up, often of another thread).
-            AnyChannel::Memory(memory) => {
-                let mut behind = 0;
-                memory.append_inline(batch, |r| behind += self.route(r))?;
+        // Fanned out here, on the thread that took the events in, when the
+        // channel can (the in-memory one): no hand-off to the fan-out task and
+        // back (a wake-up, often of another thread).
+        let mut behind = 0;
+        let inline = self
+            .channel
+            .try_append_inline(batch, &mut |r| behind += self.route(r));
+        match inline {
+            Ok(stored) => {
+                stored?;
                 // Deliveries are waiting on this thread: the producer's answer
                 // waits one scheduler turn for each it added to a backlog, so
                 // that every task ready meanwhile runs first. A producer faster
@@ -157,7 +161,7 @@ impl BrokerRuntime {
                     tokio::task::yield_now().await;
                 }
             }
-            channel => channel.append(batch).await?,
+            Err(batch) => self.channel.append(batch).await?,
         }
         Ok(())
     }

@@ -34,21 +34,9 @@ pub struct BrokerPlan {
     pub triggers: BTreeMap<String, Arc<TriggerPlan>>,
 }
 
-/// The channel a broker runs on, from its class and ConfigMap.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChannelPlan {
-    /// `MTChannelBasedBroker` without a template or with an `InMemoryChannel`
-    /// one: the bounded in-memory channel.
-    Memory,
-    /// `NatsJetStreamBroker` (settings from its ConfigMap), or an
-    /// `MTChannelBasedBroker` with a `NatsJetStreamChannel` template: a JetStream
-    /// stream (`maxMessageSize` defaulted to the broker's max event size).
-    Nats(cebus_api::NatsBrokerConfig),
-    /// `Kafka` (settings from its ConfigMap), or an `MTChannelBasedBroker` with a
-    /// `KafkaChannel` template (topic `knative-messaging-kafka.<ns>.<channel>`):
-    /// a topic per broker.
-    Kafka(cebus_api::KafkaBrokerConfig),
-}
+/// The channel a broker runs on, from its class and ConfigMap: the channels
+/// crate's configuration of a channel, which [`cebus_channels::open`] opens.
+pub type ChannelPlan = cebus_channels::ChannelConfig;
 
 impl BrokerPlan {
     /// `namespace/name`, the registry key and the ingress path.

@@ -23,8 +23,8 @@ pub use channel::{Channel, ChannelError, DEFAULT_TTL, Envelope, Record};
 pub use kafka::{KafkaChannel, KafkaSettings};
 pub use log::{CursorReader, CursorStart, Log};
 pub use memory::MemoryChannel;
-pub use nats::{NatsChannel, NatsClientCert, NatsCredentials, NatsSettings, NatsStorage, NatsTls};
-pub use open::{AnyChannel, AnyReader};
+pub use nats::{NatsChannel, NatsSettings};
+pub use open::{AnyChannel, AnyReader, ChannelConfig, Placement, open};
 
 /// A cursor of any backend, as the broker holds it.
 pub type Cursor = log::Cursor<AnyReader>;

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use cebus_api::KafkaBrokerConfig;
+
 use super::client::consumer_settings;
 use crate::channel::DEFAULT_TTL;
 
@@ -71,6 +73,19 @@ impl KafkaSettings {
             delivery_timeout: DEFAULT_DELIVERY_TIMEOUT,
             default_ttl: DEFAULT_TTL,
         }
+    }
+
+    /// Broker `namespace/broker` on the Kafka its ConfigMap names (`config`,
+    /// as the api parsed it): its topic (Knative's name unless
+    /// `default.topic` gives one), partitions and replication factor.
+    pub fn from_config(config: &KafkaBrokerConfig, namespace: &str, broker: &str) -> KafkaSettings {
+        let mut s = KafkaSettings::new(&config.bootstrap_servers, namespace, broker);
+        if let Some(topic) = &config.topic {
+            s.topic.clone_from(topic);
+        }
+        s.partitions = config.partitions;
+        s.replication_factor = config.replication_factor;
+        s
     }
 
     /// The topic's and producer's record size limit: the event plus room for
@@ -146,6 +161,28 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    #[test]
+    fn a_configmap_names_the_servers_topic_partitions_and_replicas() {
+        let mut config = KafkaBrokerConfig {
+            bootstrap_servers: "k1:9092,k2:9092".into(),
+            partitions: 3,
+            replication_factor: 2,
+            topic: None,
+        };
+        let s = KafkaSettings::from_config(&config, "ns", "b");
+        assert_eq!(s.bootstrap_servers, "k1:9092,k2:9092");
+        assert_eq!(s.topic, "knative-broker-ns-b");
+        assert_eq!(s.group, "knative-broker-ns-b");
+        assert_eq!((s.partitions, s.replication_factor), (3, 2));
+        config.topic = Some("orders".into());
+        let s = KafkaSettings::from_config(&config, "ns", "b");
+        assert_eq!(s.topic, "orders");
+        assert_eq!(
+            s.group, "knative-broker-ns-b",
+            "the group keeps Knative's name"
+        );
+    }
 
     #[test]
     fn producer_and_consumer_settings() {

@@ -39,7 +39,7 @@ impl std::fmt::Debug for NatsChannel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NatsChannel")
             .field("stream", &self.settings.stream)
-            .field("servers", &self.settings.servers)
+            .field("servers", &self.settings.config.servers)
             .finish_non_exhaustive()
     }
 }
@@ -95,7 +95,7 @@ impl Channel for NatsChannel {
         if ready.client.connection_state() != async_nats::connection::State::Connected {
             return Err(unavailable(format!(
                 "not connected to NATS ({})",
-                self.settings.servers.join(", ")
+                self.settings.config.servers.join(", ")
             )));
         }
         // Publish all, then await every ack: one round trip for the batch. A
@@ -155,6 +155,7 @@ impl NatsChannel {
             return ChannelError::Full {
                 capacity: self
                     .settings
+                    .config
                     .max_messages
                     .and_then(|m| usize::try_from(m).ok())
                     .unwrap_or(self.settings.window),

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, stream};
 
+use cebus_api::{NatsBrokerConfig, NatsStorageKind};
+
 use crate::channel::DEFAULT_TTL;
-use cebus_api::{NatsCredentials, NatsKeys, NatsTls};
 
 /// The durable consumer of a broker's stream.
 pub const CONSUMER_NAME: &str = "cebus";
@@ -16,49 +17,19 @@ pub const CONSUMER_NAME: &str = "cebus";
 pub const CURSOR_PREFIX: &str = "trigger_";
 /// Default time JetStream waits for an ack before it redelivers (after a crash).
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(10);
-/// Default duplicate window (`duplicateWindow`).
-pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
-/// Default age limit of an unacknowledged event (`maxAge`).
-pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
-/// Where the stream keeps its messages (`storage`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NatsStorage {
-    /// On disk (the default): survives a nats-server restart.
-    File,
-    /// In the server's memory.
-    Memory,
-}
-
-/// Everything a NATS channel needs: connection, stream and consumer settings.
+/// Everything a NATS channel needs: the broker's NATS configuration as it was
+/// parsed from its ConfigMap (servers, credentials, TLS, the stream's storage
+/// and limits; [`NatsBrokerConfig`], taken as it is), and where the broker puts
+/// its events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NatsSettings {
-    /// Server URLs (`nats://host:port`, `tls://host:port`), tried in turn.
-    pub servers: Vec<String>,
-    /// Credentials (Debug output redacts the secrets).
-    pub auth: NatsCredentials,
-    /// TLS: CA to trust, client certificate, TLS on `nats://` URLs too.
-    pub tls: NatsTls,
-    /// Where `auth` and `tls` came from, for messages.
-    pub keys: &'static NatsKeys,
+    /// The broker's NATS configuration.
+    pub config: NatsBrokerConfig,
     /// Stream name.
     pub stream: String,
     /// The stream's only subject, where events are published.
     pub subject: String,
-    /// Storage of the stream.
-    pub storage: NatsStorage,
-    /// Replicas of the stream (1 on a single server).
-    pub replicas: usize,
-    /// Age after which JetStream drops an event, acknowledged or not.
-    pub max_age: Duration,
-    /// Size limit of the stream in bytes; beyond it appends fail (503).
-    pub max_bytes: Option<i64>,
-    /// Message limit of the stream; beyond it appends fail (503).
-    pub max_messages: Option<i64>,
-    /// Largest message (headers and data) the stream takes.
-    pub max_message_size: Option<i32>,
-    /// Window in which a second publish with the same `Nats-Msg-Id` is dropped.
-    pub duplicate_window: Duration,
     /// Records handed out and not yet acknowledged, at most (`max_ack_pending`).
     pub window: usize,
     /// JetStream's ack wait (redelivery after a crash).
@@ -68,23 +39,13 @@ pub struct NatsSettings {
 }
 
 impl NatsSettings {
-    /// Defaults for broker `namespace/broker` on `servers`: file storage, one
-    /// replica, 24 h, no size limits, a 2 min duplicate window.
-    pub fn new(servers: Vec<String>, namespace: &str, broker: &str) -> NatsSettings {
+    /// Broker `namespace/broker` on `config`, with cebus's stream and subject
+    /// names, the default window, ack wait and hop budget.
+    pub fn new(config: NatsBrokerConfig, namespace: &str, broker: &str) -> NatsSettings {
         NatsSettings {
-            servers,
-            auth: NatsCredentials::None,
-            tls: NatsTls::default(),
-            keys: &NatsKeys::BROKER,
+            config,
             stream: stream_name(namespace, broker),
             subject: subject_name(namespace, broker),
-            storage: NatsStorage::File,
-            replicas: 1,
-            max_age: DEFAULT_MAX_AGE,
-            max_bytes: None,
-            max_messages: None,
-            max_message_size: None,
-            duplicate_window: DEFAULT_DUPLICATE_WINDOW,
             window: crate::memory::DEFAULT_CAPACITY,
             ack_wait: DEFAULT_ACK_WAIT,
             default_ttl: DEFAULT_TTL,
@@ -102,16 +63,16 @@ impl NatsSettings {
             // A full stream refuses new events (503) rather than dropping old,
             // unacknowledged ones.
             discard: stream::DiscardPolicy::New,
-            storage: match self.storage {
-                NatsStorage::File => stream::StorageType::File,
-                NatsStorage::Memory => stream::StorageType::Memory,
+            storage: match self.config.storage {
+                NatsStorageKind::File => stream::StorageType::File,
+                NatsStorageKind::Memory => stream::StorageType::Memory,
             },
-            num_replicas: self.replicas,
-            max_age: self.max_age,
-            max_bytes: self.max_bytes.unwrap_or(-1),
-            max_messages: self.max_messages.unwrap_or(-1),
-            max_message_size: self.max_message_size.unwrap_or(-1),
-            duplicate_window: self.duplicate_window,
+            num_replicas: self.config.replicas,
+            max_age: self.config.max_age,
+            max_bytes: self.config.max_bytes.unwrap_or(-1),
+            max_messages: self.config.max_messages.unwrap_or(-1),
+            max_message_size: self.config.max_message_size.unwrap_or(-1),
+            duplicate_window: self.config.duplicate_window,
             ..Default::default()
         }
     }
@@ -148,6 +109,26 @@ pub fn cursor_consumer(trigger: &str) -> String {
 /// The subject of broker `namespace/name`: `cebus.<namespace>.<name>`.
 pub fn subject_name(namespace: &str, broker: &str) -> String {
     format!("cebus.{namespace}.{broker}")
+}
+
+/// A NATS configuration on `servers` with the ConfigMap's defaults (no
+/// credentials, no TLS, file storage, one replica, 24 h, no size limits, a 2
+/// min duplicate window), for tests.
+#[cfg(test)]
+pub(super) fn test_config(servers: Vec<String>) -> NatsBrokerConfig {
+    NatsBrokerConfig {
+        servers,
+        keys: &cebus_api::NatsKeys::BROKER,
+        credentials: cebus_api::NatsCredentials::None,
+        tls: cebus_api::NatsTls::default(),
+        storage: NatsStorageKind::File,
+        replicas: 1,
+        max_age: cebus_api::nats::DEFAULT_MAX_AGE,
+        max_bytes: None,
+        max_messages: None,
+        max_message_size: None,
+        duplicate_window: cebus_api::nats::DEFAULT_DUPLICATE_WINDOW,
+    }
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ pub(super) async fn connect(settings: &NatsSettings) -> Result<async_nats::Clien
     let tried = || {
         format!(
             "cannot connect to NATS at {} with {}",
-            settings.servers.join(", "),
+            settings.config.servers.join(", "),
             attempt(settings)
         )
     };
@@ -37,6 +37,7 @@ pub(super) async fn connect(settings: &NatsSettings) -> Result<async_nats::Clien
         .await
         .map_err(|e| format!("{}: {e}", tried()))?;
     let servers: Vec<async_nats::ServerAddr> = settings
+        .config
         .servers
         .iter()
         .filter_map(|s| s.parse().ok())
@@ -51,7 +52,7 @@ async fn options(settings: &NatsSettings) -> Result<ConnectOptions, String> {
     let opts = ConnectOptions::new()
         .connection_timeout(CONNECT_TIMEOUT)
         .max_reconnects(None);
-    let mut opts = match &settings.auth {
+    let mut opts = match &settings.config.credentials {
         NatsCredentials::None => opts,
         NatsCredentials::Token(t) => opts.token(t.clone()),
         NatsCredentials::UserPassword { user, password } => {
@@ -73,11 +74,11 @@ async fn options(settings: &NatsSettings) -> Result<ConnectOptions, String> {
                 .map_err(|e| format!("it cannot be used: {e}"))?
         }
     };
-    if settings.tls.required {
+    if settings.config.tls.required {
         opts = opts.require_tls(true);
     }
-    if settings.tls.has_material() {
-        opts = opts.tls_client_config(tls_config(&settings.tls, settings.keys)?);
+    if settings.config.tls.has_material() {
+        opts = opts.tls_client_config(tls_config(&settings.config.tls, settings.config.keys)?);
     }
     Ok(opts)
 }
@@ -141,12 +142,16 @@ fn tls_config(tls: &NatsTls, keys: &NatsKeys) -> Result<ClientConfig, String> {
 /// What an attempt uses, for its error: the kind of authentication and the TLS
 /// settings (never a secret).
 fn attempt(settings: &NatsSettings) -> String {
-    let tls = &settings.tls;
-    let keys = settings.keys;
-    let mut s = settings.auth.describe(keys);
+    let tls = &settings.config.tls;
+    let keys = settings.config.keys;
+    let mut s = settings.config.credentials.describe(keys);
     if tls.required
         || tls.has_material()
-        || settings.servers.iter().any(|u| u.starts_with("tls://"))
+        || settings
+            .config
+            .servers
+            .iter()
+            .any(|u| u.starts_with("tls://"))
     {
         match &tls.ca {
             Some(_) => s.push_str(&format!(", over TLS trusting {}", keys.ca)),
@@ -233,10 +238,12 @@ mod tests {
     use super::*;
     use cebus_api::NatsClientCert;
 
+    use crate::nats::config::test_config;
+
     fn settings(auth: NatsCredentials, tls: NatsTls) -> NatsSettings {
-        let mut s = NatsSettings::new(vec!["nats://127.0.0.1:1".into()], "ns", "b");
-        s.auth = auth;
-        s.tls = tls;
+        let mut s = NatsSettings::new(test_config(vec!["nats://127.0.0.1:1".into()]), "ns", "b");
+        s.config.credentials = auth;
+        s.config.tls = tls;
         s
     }
 
@@ -335,7 +342,7 @@ mod tests {
         // whose fields are not the broker ConfigMap's keys.
         let tls = all_tls();
         let mut s = settings(NatsCredentials::Creds("jwt".into()), tls);
-        s.keys = &NatsKeys::CONFIG_NATS;
+        s.config.keys = &NatsKeys::CONFIG_NATS;
         assert_eq!(
             attempt(&s),
             "the credentials of config-nats eventing-nats.auth.credentialFile, over TLS \
@@ -349,7 +356,7 @@ mod tests {
                 ..NatsTls::default()
             },
         );
-        bad_ca.keys = &NatsKeys::CONFIG_NATS;
+        bad_ca.config.keys = &NatsKeys::CONFIG_NATS;
         let Err(reason) = connect(&bad_ca).await else {
             panic!("connected")
         };

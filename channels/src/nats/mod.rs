@@ -29,12 +29,10 @@ mod record;
 #[cfg(test)]
 mod tests;
 
-/// Credentials and TLS as the broker's ConfigMap gives them (Debug redacts secrets).
-pub use cebus_api::{NatsClientCert, NatsCredentials, NatsKeys, NatsTls};
 pub use channel::{NatsChannel, RETRY_AFTER};
 pub use config::{
-    CONSUMER_NAME, CURSOR_PREFIX, DEFAULT_ACK_WAIT, DEFAULT_DUPLICATE_WINDOW, DEFAULT_MAX_AGE,
-    NatsSettings, NatsStorage, cursor_consumer, stream_name, subject_name,
+    CONSUMER_NAME, CURSOR_PREFIX, DEFAULT_ACK_WAIT, NatsSettings, cursor_consumer, stream_name,
+    subject_name,
 };
 pub use cursor::NatsReader;
 pub use record::{decode, encode};

@@ -7,7 +7,9 @@ use std::time::Duration;
 use cebus_events::Event;
 
 use super::channel::NatsChannel;
-use super::config::{NatsSettings, NatsStorage};
+use cebus_api::NatsStorageKind;
+
+use super::config::{NatsSettings, test_config};
 use crate::channel::{Channel, ChannelError, Envelope};
 use crate::contract::{self, Bound, run_all};
 
@@ -37,9 +39,9 @@ fn fresh(window: usize) -> NatsSettings {
         nanos,
         N.fetch_add(1, Ordering::Relaxed)
     );
-    let mut s = NatsSettings::new(vec![nats_url()], "contract", &name);
+    let mut s = NatsSettings::new(test_config(vec![nats_url()]), "contract", &name);
     s.window = window;
-    s.storage = NatsStorage::Memory;
+    s.config.storage = NatsStorageKind::Memory;
     s
 }
 
@@ -63,7 +65,7 @@ async fn nats_cursors_pass_the_contract() {
 #[tokio::test]
 async fn a_stream_at_its_message_limit_refuses_appends_as_full() {
     let mut s = fresh(10);
-    s.max_messages = Some(2);
+    s.config.max_messages = Some(2);
     let c = NatsChannel::connect(s);
     c.append(vec![Envelope::new(Event::with_required("1", "/s", "t"))])
         .await
@@ -117,7 +119,7 @@ async fn an_unreachable_server_is_unavailable_not_a_hang() {
         .unwrap()
         .port();
     let mut s = fresh(10);
-    s.servers = vec![format!("nats://127.0.0.1:{port}")];
+    s.config.servers = vec![format!("nats://127.0.0.1:{port}")];
     let c = NatsChannel::connect(s);
     let err = c
         .append(vec![Envelope::new(Event::with_required("1", "/s", "t"))])
