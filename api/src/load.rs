@@ -207,7 +207,10 @@ fn yaml_error(file: &Path, e: &serde_saphyr::Error) -> ConfigError {
     ConfigError::file(file, message)
 }
 
-fn load_doc(file: &Path, doc: usize, value: Value) -> Result<Object, ConfigError> {
+/// Decodes one document, already parsed to JSON, as document `doc` of `file`: what
+/// [`load_str`] does per document, and what the Kubernetes config source does per
+/// object (its `file` then names the object).
+pub fn load_doc(file: &Path, doc: usize, value: Value) -> Result<Object, ConfigError> {
     let error = |field: &str, message: String| {
         ConfigError::file(file, message)
             .with_doc(doc)
