@@ -16,9 +16,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use cebus_e2e::{
-    Cebus, NatsOperator, PrivateNats, Sink, cloudevents_python, kafka_bootstrap, kcat_consume,
-    make_certificates, nats_mutual_tls_config, nats_url, post_binary, post_until_accepted,
-    run_tool, unique, wait_for_id,
+    Cebus, NatsOperator, PrivateNats, Sink, cloudevents_python, kafka_bootstrap, kcat,
+    kcat_consume, make_certificates, nats_mutual_tls_config, nats_url, post_binary,
+    post_until_accepted, run_tool, unique, wait_for_id,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -95,11 +95,7 @@ async fn a_kafka_channel_template_runs_the_broker_on_knatives_channel_topic() {
     let topic = format!("knative-messaging-kafka.default.{broker}-kne-trigger");
     let (b, t) = (bootstrap.clone(), topic.clone());
     let metadata = tokio::task::spawn_blocking(move || {
-        run_tool(
-            Command::new("kcat").args(["-L", "-b", &b, "-t", &t, "-J"]),
-            b"",
-            WAIT,
-        )
+        run_tool(kcat().args(["-L", "-b", &b, "-t", &t, "-J"]), b"", WAIT)
     })
     .await
     .unwrap();

@@ -8,87 +8,31 @@
 use std::time::Duration;
 
 use cebus_e2e::{
-    Cebus, Proc, Reply, Sink, kafka_bootstrap, nats_url, post_many, tally, unique, wait_all,
+    Backend, Cebus, Proc, Reply, Sink, Trigger, per_backend, post_many, tally, unique, wait_all,
+    wait_ready,
 };
 
 const WAIT: Duration = Duration::from_secs(90);
 
-/// The durable backends.
-#[derive(Clone, Copy)]
-enum Backend {
-    Kafka,
-    Nats,
-}
+per_backend!(a_failing_trigger_does_not_hold_back_the_others: kafka => Kafka, nats => Nats);
+per_backend!(a_trigger_behind_resumes_from_its_cursor_after_a_restart:
+    kafka => Kafka, nats => Nats);
 
 /// A broker on `backend` with a trigger `good` and a trigger `bad` (which
 /// retries for a long time before giving up).
 fn yaml(backend: Backend, broker: &str, good: &str, bad: &str) -> String {
-    let (class, data) = match backend {
-        Backend::Kafka => (
-            "Kafka",
-            format!("bootstrap.servers: \"{}\"", kafka_bootstrap()),
-        ),
-        Backend::Nats => ("NatsJetStreamBroker", format!("url: {}", nats_url())),
-    };
-    format!(
-        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: {broker}\n  \
-         annotations:\n    eventing.knative.dev/broker.class: {class}\nspec:\n  config:\n    \
-         apiVersion: v1\n    kind: ConfigMap\n    name: {broker}-cm\n---\n\
-         apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {broker}-cm\ndata:\n  \
-         {data}\n---\n\
-         apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: good\nspec:\n  \
-         broker: {broker}\n  subscriber:\n    uri: {good}\n---\n\
-         apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: bad\nspec:\n  \
-         broker: {broker}\n  subscriber:\n    uri: {bad}\n  delivery:\n    retry: 10000\n    \
-         backoffPolicy: linear\n    backoffDelay: PT0.05S\n"
+    backend.broker_yaml(
+        broker,
+        &[
+            Trigger::new("good", "", good),
+            Trigger::new(
+                "bad",
+                "  delivery:\n    retry: 10000\n    backoffPolicy: linear\n    \
+                 backoffDelay: PT0.05S\n",
+                bad,
+            ),
+        ],
     )
-}
-
-/// Waits until the broker accepts events (its topic is set up in the background).
-async fn wait_ready(url: &str) {
-    let deadline = std::time::Instant::now() + WAIT;
-    let client = reqwest::Client::new();
-    loop {
-        let status = client
-            .post(url)
-            .header("ce-specversion", "1.0")
-            .header("ce-id", "ready")
-            .header("ce-source", "/e2e/ready")
-            .header("ce-type", "ready")
-            .body("{}")
-            .send()
-            .await
-            .map(|r| r.status().as_u16())
-            .unwrap_or(0);
-        if status == 202 {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "broker never ready ({status})"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kafka_a_failing_trigger_does_not_hold_back_the_others() {
-    a_failing_trigger_does_not_hold_back_the_others(Backend::Kafka).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nats_a_failing_trigger_does_not_hold_back_the_others() {
-    a_failing_trigger_does_not_hold_back_the_others(Backend::Nats).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kafka_a_trigger_behind_resumes_from_its_cursor_after_a_restart() {
-    a_trigger_behind_resumes_from_its_cursor_after_a_restart(Backend::Kafka).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nats_a_trigger_behind_resumes_from_its_cursor_after_a_restart() {
-    a_trigger_behind_resumes_from_its_cursor_after_a_restart(Backend::Nats).await;
 }
 
 async fn a_failing_trigger_does_not_hold_back_the_others(backend: Backend) {

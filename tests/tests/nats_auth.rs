@@ -11,8 +11,8 @@
 use std::time::{Duration, Instant};
 
 use cebus_e2e::{
-    Cebus, NatsOperator, PrivateNats, Sink, make_certificates, nats_mutual_tls_config, nats_yaml,
-    post_binary, post_until_accepted, unique, wait_for_id,
+    Cebus, NatsOperator, PrivateNats, Sink, Trigger, make_certificates, nats_mutual_tls_config,
+    nats_yaml, post_binary, post_until_accepted, unique, wait_for_id,
 };
 use nkeys::KeyPair;
 
@@ -36,7 +36,7 @@ fn brokers_yaml(url: &str, brokers: &[(&str, String)], sink: &Sink) -> String {
         .iter()
         .map(|(broker, cm)| {
             let trigger = format!("{broker}-t");
-            nats_yaml(broker, url, cm, "", &[(&trigger, "", &sink.url())])
+            nats_yaml(broker, url, cm, &[Trigger::new(&trigger, "", &sink.url())])
         })
         .collect::<Vec<_>>()
         .join("---\n")

@@ -7,21 +7,12 @@
 //! `KAFKA_BOOTSTRAP` and `NATS_URL`; without them these tests fail, they never skip.
 
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use cebus_e2e::{cloudevents_python, kafka_bootstrap, nats_url, run_tool};
+use cebus_e2e::{cloudevents_python, kafka_bootstrap, kcat, nats_url, run_tool, unique};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// A name no other test run uses.
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
 
 #[test]
 fn kafka_carries_a_binary_mode_record_through_kcat() {
@@ -39,7 +30,7 @@ fn kafka_carries_a_binary_mode_record_through_kcat() {
 
     // The topic is created by the broker on first use (scripts/kafka.sh enables
     // auto-creation for kcat, which cannot create topics).
-    let mut produce = Command::new("kcat");
+    let mut produce = kcat();
     produce.args(["-b", &bootstrap, "-P", "-t", &topic, "-k", "user-7"]);
     for (name, value) in headers {
         produce.args(["-H", &format!("{name}={value}")]);
@@ -47,7 +38,7 @@ fn kafka_carries_a_binary_mode_record_through_kcat() {
     run_tool(&mut produce, payload.as_bytes(), WAIT);
 
     let out = run_tool(
-        Command::new("kcat").args([
+        kcat().args([
             "-b",
             &bootstrap,
             "-C",
