@@ -259,7 +259,11 @@ async fn bodies_above_the_limit_get_413() {
 
 #[tokio::test]
 async fn full_channel_answers_503_with_retry_after_and_loses_nothing() {
-    let sink = Sink::start_with(Reply::status(200).delay(Duration::from_millis(800))).await;
+    // The subscriber holds each answer far longer than the six posts take, even
+    // on a loaded machine: the two accepted events keep the channel full, so
+    // exactly two are accepted (an 800 ms hold let a delivery finish and free a
+    // place between slow posts). The sink records each request on arrival.
+    let sink = Sink::start_with(Reply::status(200).delay(Duration::from_secs(30))).await;
     let cebus = Cebus::start_with(
         &broker_yaml("default", "", &[("slow", "", &sink.url())]),
         |o| {
