@@ -556,6 +556,35 @@ pub struct BearerAuth {
     pub token_secret_key_ref: SecretKeySelector,
 }
 
+/// A provider's signature over a timestamp and the body, refused when the
+/// timestamp is further from now than `tolerance` (Stripe's `Stripe-Signature`,
+/// Slack's `X-Slack-Signature`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TimestampedHmacAuth {
+    /// The provider's signing secret.
+    pub secret_key_ref: SecretKeySelector,
+    /// Largest distance between the signed timestamp and now, ISO-8601 (default `PT5M`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<String>,
+}
+
+/// Replays of a delivery id answered without delivering them again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookDedup {
+    /// Request header carrying the provider's delivery id (default `X-GitHub-Delivery`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// How long an accepted delivery id is remembered, ISO-8601 (default `PT10M`;
+    /// `PT0S` turns deduplication off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// Most delivery ids remembered; the oldest is forgotten first (default 10000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_entries: Option<u32>,
+}
+
 /// Authentication of webhook requests; every configured check must pass.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -569,6 +598,12 @@ pub struct WebhookAuth {
     /// Bearer token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bearer: Option<BearerAuth>,
+    /// Stripe's `Stripe-Signature: t=<unix time>,v1=<hex>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripe: Option<TimestampedHmacAuth>,
+    /// Slack's `X-Slack-Signature: v0=<hex>` with `X-Slack-Request-Timestamp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack: Option<TimestampedHmacAuth>,
 }
 
 /// WebhookSource `spec` (cebus `sources.cebus.dev/v1alpha1`): HTTP POSTs to
@@ -594,6 +629,9 @@ pub struct WebhookSourceSpec {
     /// Authentication; none means anyone who can reach the listener may post.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<WebhookAuth>,
+    /// Deduplication by delivery id (on by default, keyed by `X-GitHub-Delivery`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup: Option<WebhookDedup>,
     /// Where events go.
     pub sink: Destination,
     /// Extensions added to every event.

@@ -858,11 +858,49 @@ impl Cx<'_> {
                     config,
                 );
             }
+            for (field, t) in [("stripe", &auth.stripe), ("slack", &auth.slack)] {
+                let Some(t) = t else { continue };
+                let at = path.key(field);
+                self.secret_ref(&t.secret_key_ref, at.key("secretKeyRef"), ns, config);
+                if let Some(tolerance) = &t.tolerance {
+                    match parse_iso8601(tolerance) {
+                        Err(e) => self.err(at.key("tolerance"), e.to_string()),
+                        Ok(d) if d.as_secs() == 0 => self.err(
+                            at.key("tolerance"),
+                            "tolerance must be at least one second (PT1S)",
+                        ),
+                        Ok(_) => {}
+                    }
+                }
+            }
+        }
+        if let Some(d) = &s.dedup {
+            let at = spec.key("dedup");
+            if let Some(h) = &d.header {
+                self.header_name(h, at.key("header"));
+            }
+            if let Some(window) = &d.window
+                && let Err(e) = parse_iso8601(window)
+            {
+                self.err(at.key("window"), e.to_string());
+            }
+            if let Some(n) = d.max_entries
+                && !(1..=MAX_DEDUP_ENTRIES).contains(&n)
+            {
+                self.err(
+                    at.key("maxEntries"),
+                    format!("maxEntries must be 1 to {MAX_DEDUP_ENTRIES}, not {n}"),
+                );
+            }
         }
         self.sink(&s.sink, spec.key("sink"), ns, config);
         self.overrides(s.ce_overrides.as_ref(), spec.key("ceOverrides"));
     }
 }
+
+/// Most delivery ids a WebhookSource's `dedup.maxEntries` may ask to remember
+/// (bounds its memory to some hundred MiB at the longest ids).
+pub const MAX_DEDUP_ENTRIES: u32 = 1_000_000;
 
 /// A Secret key: `[-._a-zA-Z0-9]+`, as Kubernetes checks it.
 fn is_secret_key(s: &str) -> bool {
@@ -1781,6 +1819,67 @@ mod tests {
                 Some("Secret default/s"),
                 "data.k",
                 "is not standard base64",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn webhook_timestamped_signatures_and_dedup() {
+        const W: Option<&str> = Some("WebhookSource default/w");
+        valid(&webhook(&format!(
+            "{{eventType: a, auth: {{stripe: {{secretKeyRef: {{name: hook, key: hmac}}, tolerance: PT10M}}, \
+             slack: {{secretKeyRef: {{name: hook, key: token}}}}}}, \
+             dedup: {{header: Idempotency-Key, window: PT1H, maxEntries: 500}}, {SINK}}}"
+        )));
+        valid(&webhook(&format!(
+            "{{eventType: a, dedup: {{window: PT0S}}, {SINK}}}"
+        )));
+        check(&[
+            (
+                webhook(&format!(
+                    "{{eventType: a, auth: {{stripe: {{secretKeyRef: {{name: hook, key: hmac}}, tolerance: 5m}}}}, {SINK}}}"
+                )),
+                W,
+                "spec.auth.stripe.tolerance",
+                "\"5m\" is not an ISO-8601 duration",
+            ),
+            (
+                webhook(&format!(
+                    "{{eventType: a, auth: {{slack: {{secretKeyRef: {{name: hook, key: hmac}}, tolerance: PT0.5S}}}}, {SINK}}}"
+                )),
+                W,
+                "spec.auth.slack.tolerance",
+                "tolerance must be at least one second",
+            ),
+            (
+                webhook(&format!(
+                    "{{eventType: a, auth: {{slack: {{secretKeyRef: {{name: hook, key: nope}}}}}}, {SINK}}}"
+                )),
+                W,
+                "spec.auth.slack.secretKeyRef.key",
+                "Secret default/hook has no key \"nope\"",
+            ),
+            (
+                webhook(&format!(
+                    "{{eventType: a, dedup: {{header: 'x y'}}, {SINK}}}"
+                )),
+                W,
+                "spec.dedup.header",
+                "\"x y\" is not an HTTP header name",
+            ),
+            (
+                webhook(&format!("{{eventType: a, dedup: {{window: P1M}}, {SINK}}}")),
+                W,
+                "spec.dedup.window",
+                "\"P1M\": years and months are not allowed",
+            ),
+            (
+                webhook(&format!(
+                    "{{eventType: a, dedup: {{maxEntries: 0}}, {SINK}}}"
+                )),
+                W,
+                "spec.dedup.maxEntries",
+                "maxEntries must be 1 to 1000000, not 0",
             ),
         ]);
     }

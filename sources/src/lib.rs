@@ -9,6 +9,7 @@ pub mod clock;
 pub mod container;
 pub mod kafka;
 pub mod ping;
+pub mod replay;
 pub mod schedule;
 pub mod sink;
 pub mod webhook;
@@ -38,7 +39,7 @@ pub use schedule::{Schedule, ScheduleError};
 pub use sink::SinkTarget;
 pub use webhook::WebhookPlan;
 
-use crate::auth::{AuthPlan, GITHUB_SIGNATURE_HEADER, HmacCheck};
+use crate::auth::{AuthPlan, GITHUB_SIGNATURE_HEADER, HmacCheck, TimestampedCheck};
 use crate::container::ProcessHandle;
 use crate::sink::Sender;
 use crate::webhook::{EventType, WebhookTable};
@@ -402,6 +403,22 @@ fn plan_webhook(
             secrets.push(pw.clone());
             auth.basic = Some((b.username.clone(), pw));
         }
+        for (field, t, check) in [
+            ("stripe", &a.stripe, &mut auth.stripe),
+            ("slack", &a.slack, &mut auth.slack),
+        ] {
+            let Some(t) = t else { continue };
+            let at = format!("spec.auth.{field}");
+            let key = secret_value(plan, loc, &t.secret_key_ref, &format!("{at}.secretKeyRef"));
+            if let Some(key) = keep(&mut errors, key) {
+                secrets.push(key.clone());
+                *check = keep(
+                    &mut errors,
+                    TimestampedCheck::try_new(key, t.tolerance.as_deref())
+                        .map_err(|m| object_error(loc, &format!("{at}.tolerance"), m)),
+                );
+            }
+        }
         if let Some(b) = &a.bearer
             && let Some(token) = keep(
                 &mut errors,
@@ -417,6 +434,12 @@ fn plan_webhook(
             auth.bearer = Some(token);
         }
     }
+    let dedup = keep(
+        &mut errors,
+        replay::DedupPlan::from_spec(spec.dedup.as_ref())
+            .map_err(|(field, m)| object_error(loc, &field, m)),
+    )
+    .flatten();
     let sink = keep(&mut errors, resolve_sink(loc, &spec.sink, base));
     let max_body = match w.metadata.annotations.get(MAX_EVENT_SIZE_ANNOTATION) {
         Some(v) => keep(
@@ -466,6 +489,7 @@ fn plan_webhook(
             extension_headers,
             extensions: spec.ce_overrides.clone().unwrap_or_default().extensions,
             auth,
+            dedup,
             max_body,
             sink,
         })),

@@ -1,9 +1,11 @@
 //! WebhookSource: `POST /webhooks/<namespace>/<name>` on the main listener turns
 //! the request into a CloudEvent (pure: [`WebhookPlan::event`]) and answers only
-//! once the sink took it.
+//! once the sink took it. What the headers alone can refuse is refused before the
+//! body is read; a replayed delivery id is answered without delivering it again.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::Router;
@@ -18,7 +20,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use jiff::Timestamp;
 
-use crate::auth::{AuthError, AuthPlan, verify_credentials, verify_hmac};
+use crate::auth::{AuthError, AuthPlan, verify_body, verify_headers};
+use crate::replay::{Claim, DedupPlan, DeliveryLog, MAX_DELIVERY_ID_BYTES};
 use crate::sink::{Sender, SinkTarget, webhook_status};
 
 /// The one method webhooks accept.
@@ -62,6 +65,8 @@ pub struct WebhookPlan {
     pub extensions: BTreeMap<String, String>,
     /// Authentication.
     pub auth: AuthPlan,
+    /// Deduplication by delivery id (`None`: off).
+    pub dedup: Option<DedupPlan>,
     /// Largest accepted body.
     pub max_body: usize,
     /// Where events go.
@@ -169,13 +174,100 @@ pub type WebhookTable = ArcSwap<BTreeMap<String, Arc<WebhookPlan>>>;
 struct Hooks {
     table: Arc<WebhookTable>,
     sender: Sender,
+    /// Delivery logs by `namespace/name`. They live here, not in the plans, so
+    /// they outlive a config reload (plans are rebuilt on every one).
+    logs: Arc<Mutex<HashMap<String, DeliveryLog>>>,
 }
 
 /// The `/webhooks/{namespace}/{name}` route.
 pub fn router(table: Arc<WebhookTable>, sender: Sender) -> Router {
     Router::new()
         .route("/webhooks/{namespace}/{name}", any(endpoint))
-        .with_state(Hooks { table, sender })
+        .with_state(Hooks {
+            table,
+            sender,
+            logs: Arc::default(),
+        })
+}
+
+/// A delivery id claimed in its source's log: accepted on success, released
+/// otherwise — also when the request is dropped halfway (the client went away).
+struct Claimed {
+    hooks: Hooks,
+    source: String,
+    id: String,
+    accepted: bool,
+}
+
+impl Claimed {
+    fn accept(mut self) {
+        self.accepted = true;
+        let mut logs = self.hooks.logs.lock().expect("delivery logs poisoned");
+        let Some(log) = logs.get_mut(&self.source) else {
+            return;
+        };
+        if let Some(e) = log.accept(&self.id, tokio::time::Instant::now().into_std()) {
+            // The window is shorter than promised for these ids: say so, so the
+            // operator can raise `dedup.maxEntries`.
+            tracing::warn!(
+                webhook = %self.source,
+                evicted = e.now,
+                evicted_total = e.total,
+                max_entries = log_capacity(&self.hooks, &self.source),
+                "delivery ids forgotten before their dedup window ended (dedup.maxEntries reached); a replay of them would be delivered again"
+            );
+        }
+    }
+}
+
+fn log_capacity(hooks: &Hooks, source: &str) -> usize {
+    hooks
+        .table
+        .load()
+        .get(source)
+        .and_then(|p| p.dedup.as_ref())
+        .map_or(0, |d| d.max_entries)
+}
+
+impl Drop for Claimed {
+    fn drop(&mut self) {
+        if !self.accepted
+            && let Ok(mut logs) = self.hooks.logs.lock()
+            && let Some(log) = logs.get_mut(&self.source)
+        {
+            log.release(&self.id);
+        }
+    }
+}
+
+/// Claims `id` in the log of `source` (made, or re-bounded, from `dedup`).
+fn claim(hooks: &Hooks, source: &str, dedup: &DedupPlan, id: &str) -> Claim {
+    let now = tokio::time::Instant::now().into_std();
+    let mut logs = hooks.logs.lock().expect("delivery logs poisoned");
+    if !logs.contains_key(source) {
+        // A new source: drop the logs of sources no longer configured.
+        let table = hooks.table.load();
+        logs.retain(|k, _| table.contains_key(k));
+    }
+    let log = logs
+        .entry(source.to_owned())
+        .or_insert_with(|| DeliveryLog::new(dedup.window, dedup.max_entries));
+    log.set_bounds(dedup.window, dedup.max_entries);
+    log.claim(id, now)
+}
+
+fn duplicate(id: &str, age: Duration) -> Response {
+    (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({
+            "duplicate": id,
+            "message": format!(
+                "delivery {id} was accepted {} s ago; not delivered again",
+                age.as_secs()
+            ),
+        })),
+    )
+        .into_response()
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
@@ -220,10 +312,16 @@ async fn endpoint(
         );
     };
     let (parts, body) = request.into_parts();
-    // Credentials first: a request without them is refused before its body is read.
-    if let Err(e) = verify_credentials(&plan.auth, &parts.headers) {
+    let now = Timestamp::now();
+    // What the headers can refuse is refused before the body (up to the size
+    // limit) is read: credentials, absent or oversized signatures, stale times.
+    if let Err(e) = verify_headers(&plan.auth, &parts.headers, now) {
         return unauthorized(&e);
     }
+    let delivery = match delivery_id(plan.dedup.as_ref(), &parts.headers) {
+        Ok(d) => d,
+        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+    };
     let body = match read_body(body, plan.max_body).await {
         Ok(b) => b,
         Err(status) if status == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -234,12 +332,10 @@ async fn endpoint(
         }
         Err(status) => return error(status, "could not read the request body"),
     };
-    if let Some(check) = &plan.auth.hmac
-        && let Err(e) = verify_hmac(check, &parts.headers, &body)
-    {
+    if let Err(e) = verify_body(&plan.auth, &parts.headers, &body, now) {
         return unauthorized(&e);
     }
-    let built = match plan.event(&parts.headers, body, Timestamp::now(), || {
+    let built = match plan.event(&parts.headers, body, now, || {
         uuid::Uuid::new_v4().to_string()
     }) {
         Ok(b) => b,
@@ -257,16 +353,47 @@ async fn endpoint(
         Built::Wrapped(e) => (e, None),
     };
     let id = event.id().into_owned();
+    let source = format!("{namespace}/{name}");
+    // Claimed only now, authenticated and well-formed: only what the sink takes
+    // is remembered, and a concurrent copy is told to come back.
+    let claimed = match (&plan.dedup, delivery) {
+        (Some(dedup), Some(delivery)) => match claim(&hooks, &source, dedup, &delivery) {
+            Claim::Fresh => Some(Claimed {
+                hooks: hooks.clone(),
+                source: source.clone(),
+                id: delivery,
+                accepted: false,
+            }),
+            Claim::Duplicate { age } => return duplicate(&delivery, age),
+            Claim::InFlight => {
+                let mut r = error(
+                    StatusCode::CONFLICT,
+                    &format!(
+                        "delivery {delivery} is being delivered by another request; retry later"
+                    ),
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return r;
+            }
+        },
+        _ => None,
+    };
     match hooks
         .sender
         .send_once(&plan.sink, event, ttl, forwarded_headers(&parts.headers))
         .await
     {
-        Ok(()) => (
-            StatusCode::ACCEPTED,
-            axum::Json(serde_json::json!({ "id": id })),
-        )
-            .into_response(),
+        Ok(()) => {
+            if let Some(c) = claimed {
+                c.accept();
+            }
+            (
+                StatusCode::ACCEPTED,
+                axum::Json(serde_json::json!({ "id": id })),
+            )
+                .into_response()
+        }
         Err(r) => {
             let status = webhook_status(&r);
             tracing::warn!(webhook = %format!("{namespace}/{name}"), sink = %plan.sink, reason = %r.message, "webhook event refused by its sink");
@@ -280,6 +407,23 @@ async fn endpoint(
             resp
         }
     }
+}
+
+/// The delivery id to deduplicate on: `None` when dedup is off or the request has
+/// none; too long an id is refused (it bounds the memory of the log).
+fn delivery_id(dedup: Option<&DedupPlan>, headers: &HeaderMap) -> Result<Option<String>, String> {
+    let Some(d) = dedup else { return Ok(None) };
+    let Some(v) = headers.get(&d.header) else {
+        return Ok(None);
+    };
+    if v.len() > MAX_DELIVERY_ID_BYTES {
+        return Err(format!(
+            "delivery id in {} is {} bytes; at most {MAX_DELIVERY_ID_BYTES}",
+            d.header,
+            v.len()
+        ));
+    }
+    Ok(header_str(headers, &d.header).map(str::to_owned))
 }
 
 /// Tracing headers that travel with the event, as at the broker ingress.
@@ -328,6 +472,7 @@ mod tests {
             )],
             extensions: [("team".to_owned(), "infra".to_owned())].into(),
             auth: AuthPlan::default(),
+            dedup: None,
             max_body: 1024,
             sink: SinkTarget::Url("http://sink.example/".into()),
         }
